@@ -1,0 +1,271 @@
+"""The ``receipts`` command line: thin click wiring over the library, one error boundary.
+
+Each command is one or two library calls; presentation lives in ``cli.render``. Exit codes: 0 when
+everything required passed, 1 when a verification rung failed (each reason printed), 2 for bad
+usage or unreadable/malformed input. Errors print one line on stderr; ``--debug`` shows the
+traceback.
+
+    receipts keygen provider.pem
+    receipts run model.onnx --input x.npz --key provider.pem --out out/
+    receipts verify out/receipt.rcpt --model model.onnx --input x.npz --provider provider.pem.pub
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli import render
+from receipts import (
+    InputError,
+    Policy,
+    PrivateKey,
+    Provider,
+    PublicKey,
+    ReceiptsError,
+    RuntimeSettings,
+    Tolerance,
+    Verifier,
+    load_model,
+    load_tensors,
+)
+from receipts.envelope import Envelope
+from receipts.jsonview import model_json, receipt_json, report_json
+from receipts.keys import SCHEMES
+from receipts.meter import Price
+from receipts.receipt import Receipt, receipt_id
+from receipts.runtime import OPT_LEVELS
+from receipts.verifier import RUNGS
+from receipts.verifier import TensorMap as TensorMapType
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3  # a bug in this tool, never a verdict
+
+
+class ReceiptsGroup(click.Group):
+    """The one error boundary: library errors become one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReceiptsError as e:
+            if ctx.params.get("debug"):
+                raise
+            code = EXIT_USAGE if isinstance(e, InputError) else EXIT_FAILED
+            click.echo(f"receipts: error: {e}", err=True)
+            ctx.exit(code)
+        except OSError as e:  # a file we were pointed at vanished or is unreadable
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"receipts: error: {e.strerror or e}: {e.filename or ''}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:  # the boundary: a bug must not reach the user as a traceback
+            if ctx.params.get("debug"):
+                raise
+            click.echo(
+                f"receipts: internal error ({type(e).__name__}: {e}); "
+                "rerun with --debug and report it",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=ReceiptsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="inference-receipts", prog_name="receipts")
+def cli(debug: bool) -> None:
+    """Signed, checkable receipts for paid ONNX inference."""
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+existing = click.Path(exists=True, dir_okay=False, path_type=Path)
+existing_any = click.Path(exists=True, path_type=Path)
+
+
+@cli.command()
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--scheme", type=click.Choice(SCHEMES), default="ed25519", show_default=True)
+def keygen(keyfile: Path, scheme: str) -> None:
+    """Write a new private key to KEYFILE (mode 0600) and its public key to KEYFILE.pub."""
+    key = PrivateKey.generate(scheme)
+    public = key.save(keyfile)
+    click.echo(key.public_key.key_id.hex())
+    click.echo(f"wrote {keyfile} (private, 0600) and {public} ({scheme})", err=True)
+
+
+@cli.command()
+@click.argument("model", type=existing)
+@json_option
+def digest(model: Path, as_json: bool) -> None:
+    """Print the model digest of MODEL (Merkle root over structure and weights)."""
+    loaded = load_model(model)
+    if as_json:
+        click.echo(json.dumps(model_json(loaded), indent=2))
+        return
+    click.echo(str(loaded.digest))
+    click.echo(render.model_summary(loaded))
+
+
+@cli.command()
+@click.argument("model", type=existing)
+@click.option(
+    "--input", "inputs", type=existing_any, required=True, help=".npz or test-data folder"
+)
+@click.option("--key", type=existing, required=True, help="Provider private key (PEM).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--opt-level", type=click.Choice(list(OPT_LEVELS)), default="disable", show_default=True
+)
+@click.option("--unit-price", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
+@click.option("--base-fee", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
+@click.option("--asset", default="credit", show_default=True)
+def run(
+    model: Path,
+    inputs: Path,
+    key: Path,
+    out: Path,
+    threads: int,
+    opt_level: str,
+    unit_price: int,
+    base_fee: int,
+    asset: str,
+) -> None:
+    """Run MODEL on INPUTS and issue a signed receipt into OUT."""
+    signer = PrivateKey.load(key)
+    loaded = load_model(model)
+    arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
+    provider = Provider(
+        signer,
+        price=Price(unit_price=unit_price, base_fee=base_fee, asset=asset),
+        settings=RuntimeSettings(graph_optimization=opt_level, intra_op_threads=threads),
+    )
+    issued = provider.session(loaded).run(arrays)
+    outputs_path, receipt_path = issued.write(out)
+    click.echo(render.issued_summary(issued, receipt_path, outputs_path))
+
+
+@cli.command()
+@click.argument("receipt", type=existing)
+@click.option("--model", type=existing, help="The model, for the digests and reexec rungs.")
+@click.option("--input", "inputs", type=existing_any, help="Inputs (.npz or test-data folder).")
+@click.option("--output", "outputs", type=existing_any, help="Claimed outputs (.npz or folder).")
+@click.option(
+    "--mode", type=click.Choice(RUNGS), help="Strongest rung to run (default: all the files allow)."
+)
+@click.option("--rtol", type=click.FloatRange(0), default=1e-5, show_default=True)
+@click.option("--atol", type=click.FloatRange(0), default=1e-6, show_default=True)
+@click.option(
+    "--provider",
+    "providers",
+    type=existing,
+    multiple=True,
+    help="Trusted provider public key (repeatable).",
+)
+@json_option
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    receipt: Path,
+    model: Path | None,
+    inputs: Path | None,
+    outputs: Path | None,
+    mode: str | None,
+    rtol: float,
+    atol: float,
+    providers: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed."""
+    mode = mode or _strongest_mode(model, inputs, outputs)
+    _check_material(mode, model, inputs, outputs)
+    rungs = RUNGS[: RUNGS.index(mode) + 1]
+    trusted = tuple(PublicKey.load(p) for p in providers) or None
+    policy = Policy(trusted_keys=trusted, required=rungs, tolerance=Tolerance(rtol=rtol, atol=atol))
+    loaded = load_model(model) if model and mode != "signature" else None
+    names_in = [v.name for v in loaded.inputs] if loaded else None
+    names_out = [v.name for v in loaded.outputs] if loaded else None
+    input_arrays = _tensors(inputs, "input_", names_in, mode)
+    output_arrays = _tensors(outputs, "output_", names_out, mode)
+    report = Verifier(policy).check(
+        receipt.read_bytes(), model=loaded, inputs=input_arrays, outputs=output_arrays
+    )
+    if as_json:
+        click.echo(json.dumps(report_json(report), indent=2))
+    else:
+        click.echo(render.report_table(report))
+    if trusted is None:
+        click.echo(
+            "warning: provider key not pinned (pass --provider); the signature shows "
+            "the receipt is intact, not who issued it",
+            err=True,
+        )
+    if not report:
+        ctx.exit(_exit_code(report))
+
+
+def _strongest_mode(model: Path | None, inputs: Path | None, outputs: Path | None) -> str:
+    if model and inputs:
+        return "reexec"
+    return "digests" if (model or inputs or outputs) else "signature"
+
+
+def _check_material(
+    mode: str, model: Path | None, inputs: Path | None, outputs: Path | None
+) -> None:
+    if mode == "reexec" and not (model and inputs):
+        raise click.UsageError("--mode reexec needs --model and --input")
+    if mode == "digests" and not (model or inputs or outputs):
+        raise click.UsageError("--mode digests needs at least one of --model, --input, --output")
+
+
+def _tensors(
+    path: Path | None, prefix: str, names: list[str] | None, mode: str
+) -> TensorMapType | None:
+    if path is None or mode == "signature":
+        return None
+    return load_tensors(path, prefix=prefix, names=names)
+
+
+def _exit_code(report: Any) -> int:
+    signature = report.rung("signature")
+    for step in signature.failures():
+        if isinstance(step.error, InputError):
+            return EXIT_USAGE  # the receipt file itself is unreadable or malformed
+    return EXIT_FAILED
+
+
+@cli.command()
+@click.argument("receipt", type=existing)
+@json_option
+def inspect(receipt: Path, as_json: bool) -> None:
+    """Show the decoded RECEIPT (its signature is not checked; use verify)."""
+    data = receipt.read_bytes()
+    envelope = Envelope.from_bytes(data)
+    decoded = Receipt.decode(envelope.payload)
+    if as_json:
+        view = {
+            "receipt_id": str(receipt_id(envelope.payload)),
+            "signature_checked": False,
+            "signer": envelope.signature.key_id.hex(),
+            "receipt": receipt_json(decoded),
+        }
+        click.echo(json.dumps(view, indent=2))
+        return
+    click.echo(render.receipt_text(decoded, receipt_id(envelope.payload), envelope))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="receipts")
+    except KeyboardInterrupt:
+        click.echo("receipts: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,118 @@
+"""Human-readable output of the CLI: summaries and the verification table (presentation only).
+
+click.echo(report_table(report))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from receipts.digests import Digest, TensorMapDigest
+from receipts.envelope import Envelope
+from receipts.model import LoadedModel
+from receipts.provider import Issued
+from receipts.receipt import Receipt
+from receipts.verifier import Report, Status
+
+_MARK = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.NOT_RUN: "----"}
+
+
+def model_summary(model: LoadedModel) -> str:
+    count = len(model.weights)
+    lines = [
+        f"file sha256  {model.file_sha256}",
+        f"structure    {model.model_digest.structure}",
+        f"weights      {count} tensor(s); `receipts digest MODEL --json` lists them",
+    ]
+    return "\n".join(lines)
+
+
+def _tensors(label: str, tensors: TensorMapDigest) -> list[str]:
+    lines = [f"{label:<12} {tensors.digest}"]
+    lines += [
+        f"  {e.spec.name}: {e.spec.elem_type}{list(e.spec.shape)} {e.digest}"
+        for e in tensors.entries
+    ]
+    return lines
+
+
+def issued_summary(issued: Issued, receipt_path: Path, outputs_path: Path) -> str:
+    r = issued.receipt
+    lines = [
+        f"receipt      {issued.receipt_id}",
+        f"model        {r.model}",
+        *_tensors("inputs", r.inputs),
+        *_tensors("outputs", r.outputs),
+        f"runtime      {r.runtime.describe()}",
+        f"meter        {_meter(r)}",
+        f"wrote        {receipt_path} and {outputs_path}",
+    ]
+    return "\n".join(lines)
+
+
+def _meter(receipt: Receipt) -> str:
+    m = receipt.meter
+    return (
+        f"{m.units} units x {m.price.unit_price} + {m.price.base_fee} = {m.amount} {m.price.asset}"
+    )
+
+
+def receipt_text(receipt: Receipt, rid: Digest, envelope: Envelope) -> str:
+    issued = dt.datetime.fromtimestamp(receipt.issued_at / 1000, tz=dt.UTC)
+    lines = [
+        f"receipt      {rid}   (signature NOT checked; use `receipts verify`)",
+        f"provider     {receipt.provider.hex()} ({envelope.signature.public_key.scheme})",
+        f"issued at    {issued.isoformat(timespec='milliseconds')} ({receipt.issued_at} ms)",
+        f"nonce        {receipt.nonce.hex()}",
+    ]
+    if receipt.request is not None:
+        lines.append(f"request      {receipt.request}")
+    lines += [
+        f"model        {receipt.model}",
+        *_tensors("inputs", receipt.inputs),
+        *_tensors("outputs", receipt.outputs),
+        f"runtime      {receipt.runtime.describe()}",
+        f"identity     {receipt.runtime.identity}",
+        f"meter        {receipt.meter.method}: {_meter(receipt)}",
+    ]
+    return "\n".join(lines)
+
+
+def report_table(report: Report) -> str:
+    lines = [f"receipt      {report.receipt_id or '(unreadable)'}"]
+    if report.key is not None:
+        pinned = "pinned" if report.key_pinned else "NOT pinned"
+        lines.append(f"provider     {report.key.key_id.hex()} ({report.key.scheme}, {pinned})")
+    for rung in report.rungs:
+        required = "required" if rung.rung in report.required else "optional"
+        lines.append(f"[{_MARK[rung.status]}] {rung.rung} ({required})")
+        for step in rung.steps:
+            text = f"    {_MARK[step.status]}  {step.step}"
+            if step.reason:
+                text += f": {step.reason}"
+            elif "comparison" in step.details:
+                text += f": {step.details['comparison']}"
+            lines.append(text)
+            lines += [f"          {row}" for row in _output_rows(step.details)]
+    verdict = (
+        "RELEASE: every required rung passed" if report else "REFUSE: " + str(report.first_error())
+    )
+    lines.append(verdict)
+    return "\n".join(lines)
+
+
+def _output_rows(details: object) -> list[str]:
+    rows = details.get("outputs") or details.get("rows") if isinstance(details, dict) else None
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        if "max_abs_error" in row:
+            errors = f"max abs error {row['max_abs_error']:.3g}, rel {row['max_rel_error']:.3g}"
+            out.append(f"{row['name']}: {row.get('comparison')}, {errors}, {row['mismatches']} off")
+        elif "reason" in row:
+            out.append(f"{row['name']}: {row['reason']}")
+    return out

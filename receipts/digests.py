@@ -1,0 +1,136 @@
+"""Domain-separated SHA-256 digests of tensors, tensor maps and records (the ground floor).
+
+Every digest is SHA-256 over ``"inference-receipts/v1/" + kind + "\\x00"`` followed by the
+kind's bytes, so a digest of one kind can never be replayed as another. Digests print as
+``sha256:<hex>``.
+
+    d = tensor_digest(np.zeros(3, np.float32))     # covers element type, shape and bytes
+    str(d)                                          # 'sha256:...'
+    m = tensor_map_digest({"x": d})                 # names sorted by UTF-8 bytes
+
+Kinds used in v1: ``tensor``, ``tensor-map``, ``model-structure``, ``runtime-profile``,
+``receipt``, ``key-id``. Model digests are RFC 6962 Merkle roots (see ``merkle`` and ``model``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from receipts import codec
+from receipts.errors import MalformedError
+from receipts.tensors import TensorSpec, canonical_chunks, elem_type_of
+
+DOMAIN = b"inference-receipts/v1/"
+ALGORITHM = "sha256"
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A SHA-256 digest; the algorithm is part of its printed name."""
+
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.value) != 32:
+            raise MalformedError(f"a sha256 digest is 32 bytes, got {len(self.value)}")
+
+    def __str__(self) -> str:
+        return f"{ALGORITHM}:{self.value.hex()}"
+
+    def __repr__(self) -> str:
+        return f"Digest({self})"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``sha256:<64 hex>``."""
+        algorithm, _, hexpart = text.partition(":")
+        if algorithm != ALGORITHM or len(hexpart) != 64:
+            raise MalformedError(f"not a sha256 digest: {text[:80]!r}")
+        try:
+            return cls(bytes.fromhex(hexpart))
+        except ValueError:
+            raise MalformedError(f"not a sha256 digest: {text[:80]!r}") from None
+
+
+def hasher(kind: str) -> Any:
+    """A SHA-256 hasher already fed with the domain prefix of ``kind``."""
+    h = hashlib.sha256()
+    h.update(DOMAIN + kind.encode("ascii") + b"\x00")
+    return h
+
+
+def digest_of(kind: str, *parts: bytes) -> Digest:
+    h = hasher(kind)
+    for part in parts:
+        h.update(part)
+    return Digest(h.digest())
+
+
+def record_digest(kind: str, value: object) -> Digest:
+    """Digest of a record given as a plain value, over its canonical encoding."""
+    return digest_of(kind, codec.encode(value))
+
+
+def tensor_header(spec_elem_type: str, shape: tuple[int, ...]) -> bytes:
+    """The canonical header that precedes a tensor's bytes in its digest."""
+    return codec.encode({"elem_type": spec_elem_type, "shape": list(shape)})
+
+
+def tensor_digest(array: np.ndarray[Any, Any]) -> Digest:
+    """Digest of a tensor: element type, shape, then its canonical bytes."""
+    h = hasher("tensor")
+    h.update(tensor_header(elem_type_of(array).name, tuple(array.shape)))
+    for chunk in canonical_chunks(array):
+        h.update(chunk)
+    return Digest(h.digest())
+
+
+def tensor_map_digest(digests: Mapping[str, Digest]) -> Digest:
+    """Digest of named tensors: ``[[name, tensor digest], ...]`` sorted by UTF-8 name."""
+    entries = sorted(digests.items(), key=lambda kv: kv[0].encode("utf-8"))
+    return record_digest("tensor-map", [[name, d.value] for name, d in entries])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorEntry:
+    """What a receipt records of one tensor: its spec and its digest."""
+
+    spec: TensorSpec
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorMapDigest:
+    """The digest of a named set of tensors with the per-tensor entries it was made from."""
+
+    digest: Digest
+    entries: tuple[TensorEntry, ...]
+
+    def __post_init__(self) -> None:
+        names = [e.spec.name for e in self.entries]
+        if names != sorted(names, key=lambda n: n.encode("utf-8")) or len(set(names)) != len(names):
+            raise MalformedError("tensor entries must be unique and sorted by UTF-8 name")
+        expected = tensor_map_digest({e.spec.name: e.digest for e in self.entries})
+        if expected != self.digest:
+            raise MalformedError("tensor map digest does not match its entries")
+
+    @classmethod
+    def of(cls, arrays: Mapping[str, np.ndarray[Any, Any]]) -> TensorMapDigest:
+        return cls.from_entries(
+            TensorEntry(spec=TensorSpec.of(name, array), digest=tensor_digest(array))
+            for name, array in arrays.items()
+        )
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[TensorEntry]) -> TensorMapDigest:
+        ordered = tuple(sorted(entries, key=lambda e: e.spec.name.encode("utf-8")))
+        digest = tensor_map_digest({e.spec.name: e.digest for e in ordered})
+        return cls(digest=digest, entries=ordered)
+
+    def by_name(self) -> dict[str, TensorEntry]:
+        return {e.spec.name: e for e in self.entries}

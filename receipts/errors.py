@@ -1,0 +1,91 @@
+"""The one exception tree of the library; every failure the library reports is one of these.
+
+Sits under everything: codec, digests, runtime, provider and verifier raise these, and the CLI maps
+them to exit codes in one place (``InputError`` -> 2, ``VerificationError`` -> 1).
+
+    try: verify_receipt(data, policy=policy)
+    except VerificationError as e: print(e)      # the receipt is well-formed but does not hold
+
+Two branches, by whose fault it is:
+
+* ``InputError``: the bytes or files handed to us are unreadable, malformed, over a limit or
+  unsupported. Nothing was verified; nothing can be concluded about the provider.
+* ``VerificationError``: the input is well-formed and the evidence is against it (bad signature,
+  digest mismatch, outputs that do not reproduce, a policy that is not met).
+"""
+
+from __future__ import annotations
+
+
+class ReceiptsError(Exception):
+    """Root of every error this library raises on purpose.
+
+    ``details`` carries machine-readable specifics (observed errors, per-output rows) for
+    reports; the message is the one-line reason a person reads.
+    """
+
+    def __init__(self, message: str, *, details: object = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+# --- input errors: exit code 2 -------------------------------------------------------------
+
+
+class InputError(ReceiptsError):
+    """The input cannot be read as what it claims to be."""
+
+
+class MalformedError(InputError):
+    """Bytes that do not follow the format (codec profile, schema, invariants)."""
+
+
+class NonCanonicalError(MalformedError):
+    """Bytes that decode but are not the one canonical encoding of their value."""
+
+
+class UnsupportedVersionError(MalformedError):
+    """A record type, format version or payload type this library does not implement."""
+
+
+class LimitError(InputError):
+    """Input over one of the explicit size, count or nesting limits."""
+
+
+class ModelError(InputError):
+    """An ONNX model that cannot be parsed, or whose external data is missing or escapes."""
+
+
+class TensorError(InputError):
+    """A tensor file that cannot be read, or tensors that do not fit the model's signature."""
+
+
+class KeyFileError(InputError):
+    """A key file that is missing, malformed, of an unknown scheme, or would be overwritten."""
+
+
+class RuntimeRefusedError(InputError):
+    """onnxruntime refuses the model or the runtime profile (or the environment overrides it)."""
+
+
+# --- verification failures: exit code 1 ----------------------------------------------------
+
+
+class VerificationError(ReceiptsError):
+    """Well-formed evidence that does not hold."""
+
+
+class SignatureError(VerificationError):
+    """The envelope's signature is invalid, or made by a key the policy does not allow."""
+
+
+class DigestMismatchError(VerificationError):
+    """A supplied model, input or output, or the meter, does not match the receipt."""
+
+
+class ReexecutionError(VerificationError):
+    """Re-running the model did not reproduce the receipt's outputs (bit-exact or in tolerance)."""
+
+
+class PolicyError(VerificationError):
+    """A rung the policy requires did not run, or a policy bound (time window) is not met."""

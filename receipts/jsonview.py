@@ -1,0 +1,108 @@
+"""JSON views of receipts, model digests and reports, for ``--json`` and for services.
+
+Presentation only: bytes become hex, digests ``sha256:<hex>``; nothing here is signed or parsed
+back. The signed form is always the canonical msgpack payload.
+
+    json.dumps(receipt_json(receipt))
+    json.dumps(report_json(report))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receipts.digests import TensorMapDigest
+from receipts.model import LoadedModel
+from receipts.receipt import Receipt
+from receipts.verifier import Report
+
+
+def tensors_json(tensors: TensorMapDigest) -> dict[str, Any]:
+    return {
+        "digest": str(tensors.digest),
+        "tensors": [
+            {
+                "name": e.spec.name,
+                "elem_type": e.spec.elem_type,
+                "shape": list(e.spec.shape),
+                "digest": str(e.digest),
+            }
+            for e in tensors.entries
+        ],
+    }
+
+
+def receipt_json(receipt: Receipt) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "type": "receipt",
+        "version": 1,
+        "provider": receipt.provider.hex(),
+        "nonce": receipt.nonce.hex(),
+        "issued_at": receipt.issued_at,
+        "model": {"digest": str(receipt.model)},
+        "inputs": tensors_json(receipt.inputs),
+        "outputs": tensors_json(receipt.outputs),
+        "runtime": {**receipt.runtime.to_wire(), "identity": str(receipt.runtime.identity)},
+        "meter": receipt.meter.to_wire(),
+    }
+    if receipt.request is not None:
+        view["request"] = {"digest": str(receipt.request)}
+    return view
+
+
+def model_json(model: LoadedModel) -> dict[str, Any]:
+    return {
+        "model_digest": str(model.digest),
+        "file_sha256": str(model.file_sha256) if model.file_sha256 else None,
+        "structure_digest": str(model.model_digest.structure),
+        "weights": [
+            {
+                "path": w.path,
+                "name": w.name,
+                "elem_type": w.elem_type,
+                "shape": list(w.shape),
+                "digest": str(w.digest),
+            }
+            for w in model.weights
+        ],
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": bool(report),
+        "receipt_id": str(report.receipt_id) if report.receipt_id else None,
+        "provider_key": report.key.key_id.hex() if report.key else None,
+        "key_pinned": report.key_pinned,
+        "required": list(report.required),
+        "rungs": [
+            {
+                "rung": rung.rung,
+                "status": rung.status.value,
+                "steps": [
+                    {
+                        "step": step.step,
+                        "status": step.status.value,
+                        "reason": step.reason,
+                        "error": type(step.error).__name__ if step.error else None,
+                        "details": _plain(step.details),
+                    }
+                    for step in rung.steps
+                ],
+            }
+            for rung in report.rungs
+        ],
+        "receipt": receipt_json(report.receipt) if report.receipt else None,
+    }
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,374 @@
+"""Loading ONNX models and computing the model digest (formats layer, beside ``digests``).
+
+The model digest is an RFC 6962 Merkle root over one *structure* leaf and one leaf per weight
+tensor, wherever the tensor lives: graph initializers, sparse initializers, tensor attributes of any
+node (Constant, ConstantOfShape, ...), subgraphs of If/Loop/Scan at any depth, functions and
+training info. Every ``TensorProto`` in the model is lifted out of the structure and becomes a
+leaf keyed by its path (``graph/initializer/0``, ``graph/node/3/attribute/0/t``, ...). Storage
+does not count: a weight held in ``raw_data``, in typed fields or in an external file has the
+same leaf, so a model saved with embedded or external data has the same digest.
+
+    model = load_model("model.onnx")
+    print(model.digest)                  # sha256:... (the Merkle root)
+    model.weights[0].path, model.weights[0].digest
+
+The structure leaf covers every other field of the ModelProto (opsets, nodes, attributes, graph
+inputs and outputs, value infos, metadata) except ``doc_string`` fields, encoded canonically.
+Models with protobuf fields this version of ``onnx`` does not know are refused: they could
+change what onnxruntime computes without changing the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf import message as pb_message
+from google.protobuf import unknown_fields
+from google.protobuf.descriptor import FieldDescriptor
+from onnx import numpy_helper
+
+from receipts import codec, merkle
+from receipts.digests import Digest, hasher, tensor_header
+from receipts.errors import InputError, LimitError, ModelError, TensorError
+from receipts.tensors import (
+    ElemType,
+    byte_length,
+    canonical_chunks,
+    elem_type_of,
+    elem_type_of_onnx,
+    element_count,
+)
+
+MAX_MODEL_BYTES = (2 << 30) - 1  # protobuf cannot parse a message of 2 GiB or more
+_STORAGE_FIELDS = frozenset(
+    {
+        "raw_data",
+        "float_data",
+        "int32_data",
+        "string_data",
+        "int64_data",
+        "double_data",
+        "uint64_data",
+        "data_location",
+        "external_data",
+    }
+)
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightLeaf:
+    """One weight tensor of a model: where it sits, what it is, and its tensor digest."""
+
+    path: str
+    name: str
+    elem_type: str
+    shape: tuple[int, ...]
+    digest: Digest
+
+    def leaf_data(self) -> bytes:
+        return codec.encode({"kind": "weight", "path": self.path, "digest": self.digest.value})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValueSpec:
+    """A graph input or output as the model declares it (``None`` dims are symbolic)."""
+
+    name: str
+    kind: str  # "tensor", or the ONNX value kind we do not carry ("sequence_type", ...)
+    elem_type: str | None
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDigest:
+    """The model digest with the leaves it was made from (for openings and ``digest --json``)."""
+
+    structure: Digest
+    weights: tuple[WeightLeaf, ...]
+    digest: Digest
+
+    @classmethod
+    def build(cls, structure: Digest, weights: list[WeightLeaf]) -> ModelDigest:
+        ordered = tuple(sorted(weights, key=lambda w: w.path.encode("utf-8")))
+        leaves = _leaf_hashes(structure, ordered)
+        return cls(structure=structure, weights=ordered, digest=Digest(merkle.root(leaves)))
+
+    def inclusion_proof(self, path: str) -> tuple[int, list[bytes]]:
+        """Leaf index and audit path of the weight at ``path`` (the structure leaf is index 0)."""
+        paths = [w.path for w in self.weights]
+        index = paths.index(path) + 1
+        return index, merkle.inclusion_proof(_leaf_hashes(self.structure, self.weights), index)
+
+
+def structure_leaf_data(structure: Digest) -> bytes:
+    return codec.encode({"kind": "structure", "digest": structure.value})
+
+
+def _leaf_hashes(structure: Digest, weights: tuple[WeightLeaf, ...]) -> list[bytes]:
+    leaves = [merkle.leaf_hash(structure_leaf_data(structure))]
+    leaves.extend(merkle.leaf_hash(w.leaf_data()) for w in weights)
+    return leaves
+
+
+class LoadedModel:
+    """A parsed model, its digest, its signature and the exact bytes a runner should load."""
+
+    def __init__(
+        self,
+        *,
+        path: Path | None,
+        proto: onnx.ModelProto,
+        model_digest: ModelDigest,
+        file_sha256: Digest | None,
+        runtime_bytes: bytes,
+    ) -> None:
+        self.path = path
+        self.proto = proto
+        self.model_digest = model_digest
+        self.file_sha256 = file_sha256
+        self.runtime_bytes = runtime_bytes
+        initializers = {t.name for t in proto.graph.initializer}
+        initializers |= {t.values.name for t in proto.graph.sparse_initializer}
+        self.inputs = tuple(_value_spec(v) for v in proto.graph.input if v.name not in initializers)
+        self.overridable = tuple(
+            _value_spec(v) for v in proto.graph.input if v.name in initializers
+        )
+        self.outputs = tuple(_value_spec(v) for v in proto.graph.output)
+
+    @property
+    def digest(self) -> Digest:
+        return self.model_digest.digest
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+        """The inputs as arrays, or ``TensorError`` if names, element types or shapes do not fit."""
+        declared = {v.name: v for v in (*self.inputs, *self.overridable)}
+        unknown = sorted(set(inputs) - set(declared))
+        if unknown:
+            expected = ", ".join(v.name for v in self.inputs) or "(none)"
+            raise TensorError(f"unknown input {unknown[0]!r}; the model's inputs are {expected}")
+        result: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in self.inputs:
+            if spec.name not in inputs:
+                raise TensorError(f"missing input {spec.name!r} ({_describe(spec)})")
+        for name, value in inputs.items():
+            spec = declared[name]
+            array = np.asarray(value)
+            if spec.kind != "tensor":
+                raise TensorError(
+                    f"input {name!r} is a {spec.kind}; receipts v1 carry tensors only"
+                )
+            actual = elem_type_of(array).name
+            if spec.elem_type is not None and actual != spec.elem_type:
+                raise TensorError(
+                    f"input {name!r} is {actual}; the model expects {_describe(spec)}"
+                )
+            if spec.shape is not None and (
+                len(spec.shape) != array.ndim
+                or any(
+                    d is not None and d != a for d, a in zip(spec.shape, array.shape, strict=True)
+                )
+            ):
+                shape = list(array.shape)
+                raise TensorError(
+                    f"input {name!r} has shape {shape}; the model expects {_describe(spec)}"
+                )
+            result[name] = array
+        return result
+
+    @property
+    def weights(self) -> tuple[WeightLeaf, ...]:
+        return self.model_digest.weights
+
+
+def load_model(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES) -> LoadedModel:
+    """Read, parse and digest an ONNX model file; external data must stay in its folder."""
+    model_path = Path(path)
+    try:
+        size = model_path.stat().st_size
+        if size > max_bytes:
+            raise LimitError(f"{model_path}: {size} bytes exceeds the model limit of {max_bytes}")
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read model {model_path}: {e.strerror or e}") from e
+    return load_model_bytes(data, base_dir=model_path.parent, path=model_path)
+
+
+def load_model_bytes(
+    data: bytes, *, base_dir: Path | None = None, path: Path | None = None
+) -> LoadedModel:
+    """Parse and digest a serialized model; ``base_dir`` resolves external data, if any."""
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (pb_message.DecodeError, RuntimeError, ValueError) as e:
+        raise ModelError(f"{path or 'model'}: not an ONNX model ({e})") from e
+    if not proto.HasField("graph"):
+        raise ModelError(f"{path or 'model'}: not an ONNX model (no graph)")
+    walker = _Walker(base_dir)
+    structure = walker.structure(proto)
+    model_digest = ModelDigest.build(structure, walker.weights)
+    runtime_bytes = proto.SerializeToString() if walker.externals else data
+    return LoadedModel(
+        path=path,
+        proto=proto,
+        model_digest=model_digest,
+        file_sha256=Digest(hashlib.sha256(data).digest()),
+        runtime_bytes=runtime_bytes,
+    )
+
+
+class _Walker:
+    """One pass over a ModelProto: canonical structure with weights lifted out as leaves."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
+        self.weights: list[WeightLeaf] = []
+        self.externals = 0
+
+    def structure(self, proto: onnx.ModelProto) -> Digest:
+        tree = self._message(proto, "")
+        h = hasher("model-structure")
+        h.update(codec.encode(tree))
+        return Digest(h.digest())
+
+    def _message(self, msg: Any, path: str) -> dict[str, object]:
+        if len(unknown_fields.UnknownFieldSet(msg)):
+            where = path or "model"
+            raise ModelError(f"{where}: protobuf fields unknown to onnx {onnx.__version__}")
+        is_tensor = msg.DESCRIPTOR.full_name == "onnx.TensorProto"
+        if is_tensor:
+            self._weight(msg, path)
+        out: dict[str, object] = {}
+        for field, value in msg.ListFields():
+            name = field.name
+            if name == "doc_string" or (is_tensor and name in _STORAGE_FIELDS):
+                continue
+            sub = f"{path}/{name}" if path else name
+            if field.is_repeated:
+                out[name] = [self._field(field, v, f"{sub}/{i}") for i, v in enumerate(value)]
+            else:
+                out[name] = self._field(field, value, sub)
+        return out
+
+    def _field(self, field: FieldDescriptor, value: Any, path: str) -> object:
+        kind = field.type
+        if kind == FieldDescriptor.TYPE_MESSAGE:
+            return self._message(value, path)
+        if kind == FieldDescriptor.TYPE_FLOAT:
+            return struct.pack("<f", value)
+        if kind == FieldDescriptor.TYPE_DOUBLE:
+            return struct.pack("<d", value)
+        return value
+
+    def _weight(self, tensor: onnx.TensorProto, path: str) -> None:
+        try:
+            etype = elem_type_of_onnx(tensor.data_type)
+            shape = tuple(int(d) for d in tensor.dims)
+            count = element_count(shape)
+        except InputError as e:
+            raise ModelError(f"weight {path} ({tensor.name!r}): {e}") from e
+        h = hasher("tensor")
+        h.update(tensor_header(etype.name, shape))
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            self._external(tensor, etype, count, path, h)
+        elif tensor.HasField("raw_data") and etype.name != "string":
+            if len(tensor.raw_data) != byte_length(etype, count):
+                raise ModelError(f"weight {path} ({tensor.name!r}): raw_data has the wrong length")
+            h.update(tensor.raw_data)
+        else:
+            self._typed(tensor, etype, count, path, h)
+        self.weights.append(
+            WeightLeaf(
+                path=path,
+                name=tensor.name,
+                elem_type=etype.name,
+                shape=shape,
+                digest=Digest(h.digest()),
+            )
+        )
+
+    def _typed(
+        self, tensor: onnx.TensorProto, etype: ElemType, count: int, path: str, h: Any
+    ) -> None:
+        try:
+            array = numpy_helper.to_array(tensor)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ModelError(f"weight {path} ({tensor.name!r}): unreadable ({e})") from e
+        if array.size != count:
+            raise ModelError(f"weight {path} ({tensor.name!r}): holds {array.size} of {count}")
+        if etype.name == "string":
+            array = np.asarray(list(tensor.string_data), dtype=object).reshape(array.shape)
+        for chunk in canonical_chunks(array):
+            h.update(chunk)
+
+    def _external(
+        self, tensor: onnx.TensorProto, etype: ElemType, count: int, path: str, h: Any
+    ) -> None:
+        where = f"weight {path} ({tensor.name!r})"
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        file = self._confined(info.get("location", ""), where)
+        expected = byte_length(etype, count)
+        try:
+            offset = int(info.get("offset", "0"))
+            length = int(info.get("length", str(expected)))
+        except ValueError as e:
+            raise ModelError(f"{where}: bad external data offset or length") from e
+        if offset < 0 or length != expected:
+            raise ModelError(f"{where}: external data length {length}, expected {expected}")
+        data = bytearray()
+        with file.open("rb") as f:
+            f.seek(offset)
+            while len(data) < length:
+                chunk = f.read(min(_CHUNK, length - len(data)))
+                if not chunk:
+                    raise ModelError(f"{where}: external file {file.name} ends early")
+                data += chunk
+        h.update(data)
+        # Embed the bytes we hashed so the runner loads exactly them, not a re-read file.
+        tensor.ClearField("external_data")
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        tensor.raw_data = bytes(data)
+        self.externals += 1
+
+    def _confined(self, location: str, where: str) -> Path:
+        if self.base_dir is None:
+            raise ModelError(f"{where}: external data, but the model has no folder")
+        rel = PurePosixPath(location)
+        if not location or "\x00" in location or rel.is_absolute() or ".." in rel.parts:
+            raise ModelError(f"{where}: external data path {location!r} escapes the model folder")
+        base = self.base_dir.resolve()
+        file = (base / rel).resolve()
+        if not file.is_relative_to(base):
+            raise ModelError(f"{where}: external data path {location!r} escapes the model folder")
+        if not file.is_file():
+            raise ModelError(f"{where}: external data file {location!r} is missing")
+        return file
+
+
+def _describe(spec: ValueSpec) -> str:
+    dims = "?" if spec.shape is None else ",".join("?" if d is None else str(d) for d in spec.shape)
+    return f"{spec.elem_type or '?'}[{dims}]"
+
+
+def _value_spec(info: onnx.ValueInfoProto) -> ValueSpec:
+    kind = info.type.WhichOneof("value") or "undefined"
+    if kind != "tensor_type":
+        return ValueSpec(name=info.name, kind=kind, elem_type=None, shape=None)
+    tt = info.type.tensor_type
+    try:
+        etype: str | None = elem_type_of_onnx(tt.elem_type).name if tt.elem_type else None
+    except InputError:
+        etype = None
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return ValueSpec(name=info.name, kind="tensor", elem_type=etype, shape=shape)

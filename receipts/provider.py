@@ -1,0 +1,134 @@
+"""The provider: run a model under a pinned profile and issue a signed receipt (issuance layer).
+
+A ``Provider`` holds the signing key, the price, the runtime settings and the injected clock,
+randomness and runner factory. ``Provider.session(model)`` opens one runner and one meter plan
+for a model and reuses them for every request; ``run`` validates the inputs, runs, digests
+inputs and outputs, meters, and signs.
+
+    provider = Provider(PrivateKey.load("provider.pem"), price=Price(unit_price=1, asset="credit"))
+    issued = provider.session(load_model("mlp.onnx")).run({"x": x})
+    issued.write(Path("out"))          # out/outputs.npz and out/receipt.rcpt, each atomic
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from receipts.digests import Digest, TensorMapDigest
+from receipts.effects import Clock, RandomBytes, SystemClock, system_random
+from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
+from receipts.errors import MalformedError
+from receipts.files import StorageError, write_atomic
+from receipts.keys import Signer
+from receipts.meter import Meter, MeterPlan, Price
+from receipts.model import LoadedModel
+from receipts.receipt import Receipt, receipt_id
+from receipts.runtime import OrtRunner, RunnerFactory, RuntimeSettings
+from receipts.tensorfiles import save_npz
+
+RECEIPT_FILE = "receipt.rcpt"
+OUTPUTS_FILE = "outputs.npz"
+NONCE_BYTES = 16
+# Inputs at least this large are hashed on a helper thread while the model runs (hashlib and
+# onnxruntime both release the GIL); below it the hand-off costs more than it saves.
+_PARALLEL_HASH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Issued:
+    """A receipt as issued: the signed envelope, the receipt it carries, and the outputs."""
+
+    envelope: Envelope
+    receipt: Receipt
+    outputs: dict[str, np.ndarray[Any, Any]]
+
+    @property
+    def receipt_id(self) -> Digest:
+        return receipt_id(self.envelope.payload)
+
+    def to_bytes(self) -> bytes:
+        return self.envelope.to_bytes()
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        """Write ``outputs.npz`` then ``receipt.rcpt`` into ``out_dir``; each appears whole."""
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create {out_dir}: {e.strerror or e}") from e
+        outputs, receipt = out_dir / OUTPUTS_FILE, out_dir / RECEIPT_FILE
+        save_npz(outputs, self.outputs)
+        write_atomic(receipt, self.to_bytes())
+        return outputs, receipt
+
+
+class Provider:
+    """Issues receipts with one key, one price and one runtime profile."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        *,
+        price: Price | None = None,
+        settings: RuntimeSettings | None = None,
+        clock: Clock | None = None,
+        random_bytes: RandomBytes = system_random,
+        runner_factory: RunnerFactory = OrtRunner,
+    ) -> None:
+        self.signer = signer
+        self.price = price or Price()
+        self.settings = settings or RuntimeSettings()
+        self.clock: Clock = clock or SystemClock()
+        self.random_bytes = random_bytes
+        self.runner_factory = runner_factory
+
+    def session(self, model: LoadedModel) -> ModelSession:
+        """Open a runner and a meter plan for ``model``; reuse it for every request."""
+        return ModelSession(self, model)
+
+
+class ModelSession:
+    """One model served by one provider: a runner, a meter plan, and the issuing steps."""
+
+    def __init__(self, provider: Provider, model: LoadedModel) -> None:
+        self.provider = provider
+        self.model = model
+        self.runner = provider.runner_factory(model, provider.settings)
+        self.meter_plan = MeterPlan(model)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, inputs: Mapping[str, Any], *, request: Digest | None = None) -> Issued:
+        """Validate, run, digest, meter and sign; raises ``InputError`` kin on bad input."""
+        p = self.provider
+        arrays = self.model.check_inputs(inputs)
+        input_digest = self._start_input_digest(arrays)
+        outputs = self.runner.run(arrays)
+        if not outputs:
+            raise MalformedError("the model produced no outputs")
+        units = self.meter_plan.units({name: a.shape for name, a in arrays.items()})
+        receipt = Receipt(
+            provider=p.signer.public_key.key_id,
+            nonce=p.random_bytes(NONCE_BYTES),
+            request=request,
+            issued_at=p.clock.now_ms(),
+            model=self.model.digest,
+            inputs=input_digest(),
+            outputs=TensorMapDigest.of(outputs),
+            runtime=self.runner.profile,
+            meter=Meter.of(units, p.price),
+        )
+        envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
+        return Issued(envelope=envelope, receipt=receipt, outputs=outputs)
+
+    def _start_input_digest(self, arrays: dict[str, np.ndarray[Any, Any]]) -> Any:
+        if sum(a.nbytes for a in arrays.values()) < _PARALLEL_HASH_BYTES:
+            digest = TensorMapDigest.of(arrays)
+            return lambda: digest
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipts-hash")
+        return self._pool.submit(TensorMapDigest.of, arrays).result

@@ -1,0 +1,179 @@
+"""Reading and writing tensor files: ``.npz`` archives and ONNX test-data folders (I/O layer).
+
+INPUTS and OUTPUTS on the command line are either an ``.npz`` file (array name = tensor name) or
+a folder of ``input_0.pb``/``output_0.pb`` ``TensorProto`` files as in ONNX's test data. Both are
+read with limits checked before anything large is allocated: member count, declared shape and
+total bytes, and no pickled objects.
+
+    arrays = load_tensors("inputs.npz")
+    arrays = load_tensors("test_data_set_0", prefix="input_", names=["x"])
+    save_npz(Path("out/outputs.npz"), arrays)
+
+NumPy cannot store bfloat16, float8 or 2/4-bit types in ``.npz``; such a tensor is stored as its
+bit patterns (uint16 for bfloat16, uint8 otherwise, one element per byte) under the member name
+``NAME#TYPE``, e.g. ``y#bfloat16``, and read back as that type.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+import onnx
+from google.protobuf import message as pb_message
+from onnx import numpy_helper
+
+from receipts.errors import InputError, LimitError, TensorError
+from receipts.files import write_atomic
+from receipts.tensors import ELEM_TYPES, EXTENDED_TYPES, elem_type_of, element_count
+
+MAX_TENSOR_BYTES = 4 << 30
+MAX_TENSORS = 4096
+_PB_NAME = re.compile(r"(input|output)_(\d+)\.pb$")
+
+TensorMap = dict[str, np.ndarray[Any, Any]]
+
+
+def load_tensors(
+    path: str | Path,
+    *,
+    prefix: str = "input_",
+    names: Sequence[str] | None = None,
+    max_bytes: int = MAX_TENSOR_BYTES,
+) -> TensorMap:
+    """Load tensors from an ``.npz`` file or an ONNX test-data folder.
+
+    ``names`` names unnamed ``.pb`` tensors by position (the model's input or output names).
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _load_pb_dir(p, prefix, names, max_bytes)
+    if not p.is_file():
+        raise TensorError(f"{p}: no such file or folder")
+    return _load_npz(p, max_bytes)
+
+
+def _load_npz(path: Path, max_bytes: int) -> TensorMap:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise TensorError(f"{path}: not an .npz file ({e})") from e
+    result: TensorMap = {}
+    total = 0
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_TENSORS:
+            raise LimitError(f"{path}: more than {MAX_TENSORS} tensors")
+        for info in members:
+            if not info.filename.endswith(".npy"):
+                raise TensorError(f"{path}: member {info.filename!r} is not a .npy array")
+            name, etype = _split_member(info.filename[:-4])
+            try:
+                with archive.open(info) as f:
+                    shape, dtype = _npy_header(f)
+                    nbytes = element_count(shape) * dtype.itemsize
+                    total += nbytes
+                    if total > max_bytes:
+                        raise LimitError(f"{path}: tensors exceed {max_bytes} bytes")
+                with archive.open(info) as f:
+                    array = np.lib.format.read_array(f, allow_pickle=False)
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+                raise TensorError(f"{path}: member {info.filename!r} is unreadable ({e})") from e
+            if name in result:
+                raise TensorError(f"{path}: tensor {name!r} appears twice")
+            result[name] = _from_stored(array, etype, path, name)
+    return result
+
+
+def _split_member(stem: str) -> tuple[str, str | None]:
+    name, sep, suffix = stem.rpartition("#")
+    if sep and suffix in EXTENDED_TYPES:
+        return name, suffix
+    return stem, None
+
+
+def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not allowed (they need pickle)")
+    return tuple(shape), dtype
+
+
+def _from_stored(
+    array: np.ndarray[Any, Any], etype: str | None, path: Path, name: str
+) -> np.ndarray[Any, Any]:
+    if etype is not None:
+        target = ELEM_TYPES[etype].dtype
+        if array.dtype.itemsize != target.itemsize or array.dtype.kind != "u":
+            raise TensorError(f"{path}: {name!r} stored as {etype} must hold unsigned bit patterns")
+        return array.view(target)
+    if array.dtype.kind in "US":
+        return array.astype(object)
+    elem_type_of(array)  # raises for dtypes with no ONNX element type
+    return array
+
+
+def _load_pb_dir(path: Path, prefix: str, names: Sequence[str] | None, max_bytes: int) -> TensorMap:
+    files = sorted(
+        (int(m.group(2)), f)
+        for f in path.iterdir()
+        if (m := _PB_NAME.match(f.name)) and f.name.startswith(prefix)
+    )
+    if not files:
+        raise TensorError(f"{path}: no {prefix}N.pb files")
+    if [i for i, _ in files] != list(range(len(files))):
+        raise TensorError(f"{path}: {prefix}N.pb files are not numbered 0..{len(files) - 1}")
+    result: TensorMap = {}
+    total = 0
+    for index, file in files:
+        total += file.stat().st_size
+        if total > max_bytes:
+            raise LimitError(f"{path}: tensors exceed {max_bytes} bytes")
+        tensor = onnx.TensorProto()
+        try:
+            tensor.ParseFromString(file.read_bytes())
+            element_count(tuple(tensor.dims))
+            array = numpy_helper.to_array(tensor)
+        except (pb_message.DecodeError, ValueError, TypeError, RuntimeError) as e:
+            raise TensorError(f"{file}: not a TensorProto ({e})") from e
+        except InputError as e:
+            raise TensorError(f"{file}: {e}") from e
+        name = tensor.name or (names[index] if names is not None and index < len(names) else "")
+        if not name:
+            raise TensorError(f"{file}: unnamed tensor and no model to name it by position")
+        if name in result:
+            raise TensorError(f"{path}: tensor {name!r} appears twice")
+        result[name] = np.asarray(array)
+    return result
+
+
+def save_npz(path: Path, arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz``, atomically."""
+    stored: dict[str, np.ndarray[Any, Any]] = {}
+    for name, array in arrays.items():
+        etype = elem_type_of(array).name
+        if etype in EXTENDED_TYPES:
+            bits = np.uint16 if array.dtype.itemsize == 2 else np.uint8
+            stored[f"{name}#{etype}"] = np.ascontiguousarray(array).view(bits)
+        elif etype == "string":
+            stored[name] = np.asarray(array.tolist(), dtype=str).reshape(array.shape)
+        else:
+            stored[name] = array
+
+    def write(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+            for member, array in stored.items():
+                with archive.open(f"{member}.npy", "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
+
+    write_atomic(path, write)

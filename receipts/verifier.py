@@ -1,0 +1,456 @@
+"""The verifier: check a receipt file rung by rung and decide (verification layer).
+
+``Verifier.check`` returns a ``Report`` and never raises for a failed step; ``Verifier.verify``
+returns the verified receipt or raises the typed error of the first failure. The procedure is
+numbered once, here; the same step names appear in reports, tests and docs/receipt-v1.md.
+
+signature rung
+  (1) decode     the file is one canonical envelope within the size limit
+  (2) type       envelope type, version and payload type are known
+  (3) signature  one signature, by an allowed key, over PAE(payload type, exact payload bytes)
+  (4) payload    the signed payload is a canonical receipt v1 naming the signing key
+  (5) time       issued_at is not in the future (beyond skew) nor older than the policy allows
+digests rung (each step runs when its material is supplied)
+  (6) model      the supplied model's digest is the receipt's
+  (7) inputs     the supplied inputs' tensor-map digest is the receipt's
+  (8) outputs    the supplied outputs' tensor-map digest is the receipt's
+  (9) meter      compute units recomputed from the model and the receipt's input shapes
+reexec rung
+  (10) runtime   a runner with the receipt's settings; equal runtime identity -> bit-exact
+  (11) outputs   re-run on the inputs: digests equal (bit-exact) or values within tolerance
+
+    verifier = Verifier(Policy(trusted_keys=(provider_key,)))
+    report = verifier.check(data, model=model, inputs=inputs)      # Report; bool(report)
+    verified = verifier.verify(data, model=model, inputs=inputs)   # or raises VerificationError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from receipts.digests import Digest, TensorMapDigest
+from receipts.effects import Clock, SystemClock
+from receipts.envelope import Envelope
+from receipts.errors import (
+    DigestMismatchError,
+    MalformedError,
+    PolicyError,
+    ReceiptsError,
+    ReexecutionError,
+    SignatureError,
+)
+from receipts.keys import PublicKey
+from receipts.meter import MeterPlan
+from receipts.model import LoadedModel
+from receipts.receipt import Receipt, receipt_id
+from receipts.runtime import OrtRunner, RunnerFactory
+from receipts.tolerance import Tolerance, compare_outputs
+
+RUNGS = ("signature", "digests", "reexec")
+TensorMap = Mapping[str, np.ndarray[Any, Any]]
+
+
+class Status(Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """What the verifier accepts and which rungs must pass.
+
+    ``trusted_keys=None`` accepts the key embedded in the envelope (reported as unpinned).
+    ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``).
+    """
+
+    trusted_keys: tuple[PublicKey, ...] | None = None
+    required: tuple[str, ...] | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    max_future_skew_ms: int = 5 * 60 * 1000
+    max_age_ms: int | None = None
+
+    def tolerance_for(self, output: str) -> Tolerance:
+        return self.output_tolerances.get(output, self.tolerance)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.required or ()) - set(RUNGS)
+        if unknown:
+            raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    """One numbered step: what happened, why, and (for failures) the typed error."""
+
+    step: str
+    status: Status
+    reason: str = ""
+    error: ReceiptsError | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RungResult:
+    rung: str
+    steps: tuple[StepResult, ...]
+
+    @property
+    def status(self) -> Status:
+        statuses = {s.status for s in self.steps}
+        if Status.FAILED in statuses:
+            return Status.FAILED
+        return Status.PASSED if Status.PASSED in statuses else Status.NOT_RUN
+
+    def failures(self) -> list[StepResult]:
+        return [s for s in self.steps if s.status is Status.FAILED]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """The verdict: per-rung results; true when every required rung passed."""
+
+    receipt_id: Digest | None
+    receipt: Receipt | None
+    key: PublicKey | None
+    key_pinned: bool
+    required: tuple[str, ...]
+    rungs: tuple[RungResult, ...]
+
+    def rung(self, name: str) -> RungResult:
+        return next(r for r in self.rungs if r.rung == name)
+
+    def __bool__(self) -> bool:
+        return all(self.rung(name).status is Status.PASSED for name in self.required)
+
+    def first_error(self) -> ReceiptsError:
+        for rung in self.rungs:
+            for step in rung.failures():
+                assert step.error is not None
+                return step.error
+        missing = [n for n in self.required if self.rung(n).status is not Status.PASSED]
+        return PolicyError(f"required rung(s) did not run: {', '.join(missing)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedReceipt:
+    """A receipt that passed every required rung, with the key that signed it."""
+
+    receipt: Receipt
+    receipt_id: Digest
+    key: PublicKey
+    report: Report
+
+
+class _Steps:
+    """Collects step results; ``run`` turns a raised library error into a failed step."""
+
+    def __init__(self) -> None:
+        self.results: list[StepResult] = []
+
+    def run(self, step: str, fn: Callable[[], Mapping[str, object] | None]) -> bool:
+        try:
+            details = fn() or {}
+        except ReceiptsError as e:
+            details = {"rows": e.details} if e.details is not None else {}
+            self.results.append(
+                StepResult(step=step, status=Status.FAILED, reason=str(e), error=e, details=details)
+            )
+            return False
+        self.results.append(StepResult(step=step, status=Status.PASSED, details=details))
+        return True
+
+    def skip(self, step: str, reason: str) -> None:
+        self.results.append(StepResult(step=step, status=Status.NOT_RUN, reason=reason))
+
+    def take(self, rung: str) -> RungResult:
+        result = RungResult(rung=rung, steps=tuple(self.results))
+        self.results = []
+        return result
+
+
+class Verifier:
+    """Checks receipts under one policy; caches meter plans per model across receipts."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        clock: Clock | None = None,
+        runner_factory: RunnerFactory = OrtRunner,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.clock: Clock = clock or SystemClock()
+        self.runner_factory = runner_factory
+        self._plans: dict[Digest, MeterPlan] = {}
+
+    def verify(
+        self,
+        data: bytes,
+        *,
+        model: LoadedModel | None = None,
+        inputs: TensorMap | None = None,
+        outputs: TensorMap | None = None,
+    ) -> VerifiedReceipt:
+        """The verified receipt, or the typed error of the first failed step."""
+        report = self.check(data, model=model, inputs=inputs, outputs=outputs)
+        if not report:
+            raise report.first_error()
+        assert report.receipt is not None and report.key is not None and report.receipt_id
+        return VerifiedReceipt(
+            receipt=report.receipt, receipt_id=report.receipt_id, key=report.key, report=report
+        )
+
+    def check(
+        self,
+        data: bytes,
+        *,
+        model: LoadedModel | None = None,
+        inputs: TensorMap | None = None,
+        outputs: TensorMap | None = None,
+    ) -> Report:
+        """Run every rung the material allows; never raises for a failed step."""
+        state = _State(data=data, model=model, inputs=inputs, outputs=outputs)
+        steps = _Steps()
+        self._signature_rung(state, steps)
+        signature = steps.take("signature")
+        if state.receipt is not None:
+            self._digests_rung(state, steps)
+        digests = steps.take("digests")
+        if state.receipt is not None and signature.status is Status.PASSED:
+            self._reexec_rung(state, steps)
+        else:
+            steps.skip("10 runtime", "the receipt did not pass the signature rung")
+        reexec = steps.take("reexec")
+        return Report(
+            receipt_id=receipt_id(state.envelope.payload) if state.envelope else None,
+            receipt=state.receipt,
+            key=state.key,
+            key_pinned=self.policy.trusted_keys is not None,
+            required=self.policy.required or _allowed_rungs(model, inputs, outputs),
+            rungs=(signature, digests, reexec),
+        )
+
+    # -- signature rung ---------------------------------------------------------------------
+
+    def _signature_rung(self, s: _State, steps: _Steps) -> None:
+        def decode() -> None:  # (1) decode, (2) type
+            s.envelope = Envelope.from_bytes(s.data)
+
+        if not steps.run("1-2 decode", decode):
+            return
+        env = s.envelope
+        assert env is not None
+
+        def signature() -> Mapping[str, object]:  # (3) signature
+            s.key = env.verify_signature(self.policy.trusted_keys)
+            return {
+                "key_id": s.key.key_id.hex(),
+                "scheme": s.key.scheme,
+                "pinned": self.policy.trusted_keys is not None,
+            }
+
+        if not steps.run("3 signature", signature):
+            return
+
+        def payload() -> None:  # (4) payload
+            receipt = Receipt.decode(env.payload)
+            if receipt.provider != env.signature.key_id:
+                raise SignatureError(
+                    "receipt names a provider key other than the one that signed it"
+                )
+            s.receipt = receipt
+
+        if steps.run("4 payload", payload):
+            steps.run("5 time", lambda: self._check_time(s))
+
+    def _check_time(self, s: _State) -> Mapping[str, object]:  # (5) time
+        assert s.receipt is not None
+        now = self.clock.now_ms()
+        issued = s.receipt.issued_at
+        if issued > now + self.policy.max_future_skew_ms:
+            raise PolicyError(f"issued {issued - now} ms in the future")
+        if self.policy.max_age_ms is not None and now - issued > self.policy.max_age_ms:
+            raise PolicyError(
+                f"issued {now - issued} ms ago; the policy allows {self.policy.max_age_ms}"
+            )
+        return {"issued_at": issued, "checked_at": now}
+
+    # -- digests rung -----------------------------------------------------------------------
+
+    def _digests_rung(self, s: _State, steps: _Steps) -> None:
+        receipt = s.receipt
+        assert receipt is not None
+        if s.model is None:
+            steps.skip("6 model", "no model supplied")
+        else:
+            steps.run("6 model", lambda: _same_digest("model", receipt.model, s.model.digest))  # type: ignore[union-attr]
+        if s.inputs is None:
+            steps.skip("7 inputs", "no inputs supplied")
+        else:
+            steps.run("7 inputs", lambda: _same_tensors("inputs", receipt.inputs, s.inputs))  # type: ignore[arg-type]
+        if s.outputs is None:
+            steps.skip("8 outputs", "no outputs supplied")
+        else:
+            s.outputs_ok = steps.run(
+                "8 outputs",
+                lambda: _same_tensors("outputs", receipt.outputs, s.outputs),  # type: ignore[arg-type]
+            )
+        if s.model is None:
+            steps.skip("9 meter", "no model supplied")
+        else:
+            steps.run("9 meter", lambda: self._check_meter(receipt, s.model))  # type: ignore[arg-type]
+
+    def _check_meter(self, receipt: Receipt, model: LoadedModel) -> Mapping[str, object]:  # (9)
+        if model.digest != receipt.model:
+            raise DigestMismatchError("meter not recomputed: the model is not the receipt's model")
+        plan = self._plans.setdefault(model.digest, MeterPlan(model))
+        units = plan.units({e.spec.name: e.spec.shape for e in receipt.inputs.entries})
+        if units != receipt.meter.units:
+            raise DigestMismatchError(
+                f"meter mismatch: the receipt claims {receipt.meter.units} compute units, "
+                f"the model and input shapes give {units}"
+            )
+        return {"units": units, "amount": receipt.meter.amount, "asset": receipt.meter.price.asset}
+
+    # -- reexec rung ------------------------------------------------------------------------
+
+    def _reexec_rung(self, s: _State, steps: _Steps) -> None:
+        receipt = s.receipt
+        assert receipt is not None
+        if s.model is None or s.inputs is None:
+            steps.skip("10 runtime", "re-execution needs the model and the inputs")
+            return
+        if (
+            s.model.digest != receipt.model
+            or TensorMapDigest.of(s.inputs).digest != receipt.inputs.digest
+        ):
+            steps.skip("10 runtime", "the supplied model or inputs are not the receipt's")
+            return
+        model, inputs = s.model, s.inputs
+        holder: dict[str, Any] = {}
+
+        def runtime() -> Mapping[str, object]:  # (10) runtime
+            holder["runner"] = self.runner_factory(model, receipt.runtime.settings)
+            local = holder["runner"].profile
+            holder["exact"] = local.identity == receipt.runtime.identity
+            return {
+                "receipt_profile": receipt.runtime.describe(),
+                "local_profile": local.describe(),
+                "comparison": "bit-exact" if holder["exact"] else "tolerance",
+            }
+
+        if not steps.run("10 runtime", runtime):
+            return
+        claimed = s.outputs if s.outputs_ok else None
+        steps.run("11 outputs", lambda: self._compare(receipt, holder, inputs, claimed))
+
+    def _compare(
+        self,
+        receipt: Receipt,
+        holder: Mapping[str, Any],
+        inputs: TensorMap,
+        claimed: TensorMap | None,
+    ) -> Mapping[str, object]:  # (11) outputs
+        recomputed = holder["runner"].run(model_inputs(inputs))
+        if holder["exact"]:
+            got = TensorMapDigest.of(recomputed)
+            rows = (
+                compare_outputs(recomputed, claimed, self.policy.tolerance_for, exact=True)
+                if claimed
+                else []
+            )
+            if got.digest != receipt.outputs.digest:
+                differ = _differing(receipt.outputs, got)
+                raise ReexecutionError(
+                    f"re-execution under the same runtime identity gave different bits for "
+                    f"{', '.join(differ)}" + _worst(rows),
+                    details=rows,
+                )
+            return {
+                "comparison": "bit-exact",
+                "outputs": rows or [e.spec.name for e in got.entries],
+            }
+        if claimed is None:
+            raise ReexecutionError(
+                "runtime identity differs from the receipt's and no outputs were supplied to "
+                "compare within tolerance (pass the outputs file)"
+            )
+        rows = compare_outputs(recomputed, claimed, self.policy.tolerance_for, exact=False)
+        bad = [r for r in rows if not r["ok"]]
+        if bad:
+            raise ReexecutionError(
+                f"outputs outside tolerance: {', '.join(str(r['name']) for r in bad)}"
+                + _worst(rows),
+                details=rows,
+            )
+        return {"comparison": "tolerance", "outputs": rows}
+
+
+@dataclass(slots=True, kw_only=True)
+class _State:
+    data: bytes
+    model: LoadedModel | None
+    inputs: TensorMap | None
+    outputs: TensorMap | None
+    envelope: Envelope | None = None
+    key: PublicKey | None = None
+    receipt: Receipt | None = None
+    outputs_ok: bool = False
+
+
+def model_inputs(inputs: TensorMap) -> dict[str, np.ndarray[Any, Any]]:
+    return {name: np.asarray(array) for name, array in inputs.items()}
+
+
+def _allowed_rungs(model: object, inputs: object, outputs: object) -> tuple[str, ...]:
+    if model is not None and inputs is not None:
+        return RUNGS
+    if model is not None or inputs is not None or outputs is not None:
+        return ("signature", "digests")
+    return ("signature",)
+
+
+def _same_digest(what: str, expected: Digest, actual: Digest) -> Mapping[str, object]:
+    if expected != actual:
+        raise DigestMismatchError(
+            f"{what} mismatch: the receipt binds {expected}, the supplied {what} is {actual}"
+        )
+    return {"digest": str(actual)}
+
+
+def _same_tensors(what: str, expected: TensorMapDigest, arrays: TensorMap) -> Mapping[str, object]:
+    actual = TensorMapDigest.of(arrays)
+    if actual.digest == expected.digest:
+        return {"digest": str(actual.digest), "tensors": len(actual.entries)}
+    raise DigestMismatchError(f"{what} mismatch: {'; '.join(_differing(expected, actual))}")
+
+
+def _differing(expected: TensorMapDigest, actual: TensorMapDigest) -> list[str]:
+    want, got = expected.by_name(), actual.by_name()
+    notes = [f"{n} missing" for n in sorted(set(want) - set(got))]
+    notes += [f"{n} not in the receipt" for n in sorted(set(got) - set(want))]
+    for name in sorted(set(want) & set(got)):
+        w, g = want[name], got[name]
+        if w.spec != g.spec:
+            notes.append(
+                f"{name} is {g.spec.elem_type}{list(g.spec.shape)}, "
+                f"the receipt says {w.spec.elem_type}{list(w.spec.shape)}"
+            )
+        elif w.digest != g.digest:
+            notes.append(f"{name} differs")
+    return notes or ["tensor-map digest differs"]
+
+
+def _worst(rows: list[dict[str, object]]) -> str:
+    errors = [(r["max_abs_error"], r["name"]) for r in rows if r.get("max_abs_error") is not None]
+    if not errors:
+        return ""
+    worst, name = max(errors, key=lambda e: float(e[0]))  # type: ignore[arg-type]
+    return f" (largest absolute error {worst} in {name})"
