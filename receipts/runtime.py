@@ -292,6 +292,11 @@ class OrtRunner:
     def profile(self) -> RuntimeProfile:
         return self._profile
 
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The underlying session (benchmarks compare against a bare ``session.run``)."""
+        return self._session
+
     def run(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         try:
             if self._raw_io:
