@@ -106,7 +106,15 @@ def _compare_one(
         atol=tol.atol,
         max_abs_error=float(diff.max()) if diff.size else 0.0,
         max_rel_error=float(rel.max()) if rel.size else 0.0,
-        mismatches=int(np.count_nonzero(bad)),
+        mismatches=_bit_differences(mine, theirs) if exact else int(np.count_nonzero(bad)),
         ok=identical if exact else not bad.any(),
     )
     return row
+
+
+def _bit_differences(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> int:
+    """Elements whose bit patterns differ (the count that matters for bit-exact comparison)."""
+    width = a.dtype.itemsize
+    rows_a = np.ascontiguousarray(a).view(np.uint8).reshape(a.size, width)
+    rows_b = np.ascontiguousarray(b).view(np.uint8).reshape(b.size, width)
+    return int(np.count_nonzero((rows_a != rows_b).any(axis=1)))

@@ -1,0 +1,218 @@
+"""The command line through click's runner: outputs, files and exit codes (0 / 1 / 2)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner, Result
+from onnx import numpy_helper
+
+from cli.main import cli
+from tests.conftest import FIXTURES
+
+MODEL = str(FIXTURES / "models" / "mlp.onnx")
+INPUTS = str(FIXTURES / "inputs" / "mlp.npz")
+KEY = str(FIXTURES / "keys" / "provider_ed25519.pem")
+PUB = str(FIXTURES / "keys" / "provider_ed25519.pem.pub")
+OTHER_PUB = str(FIXTURES / "keys" / "other_ed25519.pem.pub")
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(cli, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def issued(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    result = invoke(
+        "run", MODEL, "--input", INPUTS, "--key", KEY, "--out", str(out), "--unit-price", "2"
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_keygen_writes_an_owner_only_key_and_prints_its_id(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    result = invoke("keygen", str(key), "--scheme", "secp256k1")
+    assert result.exit_code == 0
+    assert len(result.stdout.strip()) == 64
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (tmp_path / "k.pem.pub").exists()
+    again = invoke("keygen", str(key))
+    assert again.exit_code == 2
+    assert "refusing to overwrite" in again.output
+
+
+def test_digest_prints_the_model_digest_first(tmp_path: Path) -> None:
+    result = invoke("digest", MODEL)
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("sha256:") and len(first) == 71
+    view = json.loads(invoke("digest", MODEL, "--json").stdout)
+    assert view["model_digest"] == first
+    assert view["file_sha256"].startswith("sha256:")
+    assert {w["path"] for w in view["weights"]} >= {"graph/initializer/0"}
+
+
+def test_run_writes_outputs_and_receipt_and_prints_the_id(issued: Path) -> None:
+    assert sorted(p.name for p in issued.iterdir()) == ["outputs.npz", "receipt.rcpt"]
+
+
+def test_verify_strongest_mode_passes(issued: Path) -> None:
+    result = invoke(
+        "verify",
+        str(issued / "receipt.rcpt"),
+        "--model",
+        MODEL,
+        "--input",
+        INPUTS,
+        "--output",
+        str(issued / "outputs.npz"),
+        "--provider",
+        PUB,
+    )
+    assert result.exit_code == 0, result.output
+    assert "RELEASE" in result.stdout
+    assert "11 outputs: bit-exact" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_required"),
+    [
+        ("signature", ["signature"]),
+        ("digests", ["signature", "digests"]),
+        ("reexec", ["signature", "digests", "reexec"]),
+    ],
+)
+def test_verify_modes_json(issued: Path, mode: str, expected_required: list[str]) -> None:
+    result = invoke(
+        "verify",
+        str(issued / "receipt.rcpt"),
+        "--model",
+        MODEL,
+        "--input",
+        INPUTS,
+        "--mode",
+        mode,
+        "--provider",
+        PUB,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["required"] == expected_required
+
+
+def test_verify_refuses_an_untrusted_provider_with_exit_1(issued: Path) -> None:
+    result = invoke("verify", str(issued / "receipt.rcpt"), "--provider", OTHER_PUB)
+    assert result.exit_code == 1
+    assert "not a trusted provider key" in result.stdout
+
+
+def test_verify_flipped_output_bit_exits_1(issued: Path, tmp_path: Path) -> None:
+    outputs = dict(np.load(issued / "outputs.npz"))
+    outputs["y"].view(np.uint32).reshape(-1)[3] ^= 1
+    np.savez(tmp_path / "tampered.npz", **outputs)
+    result = invoke(
+        "verify", str(issued / "receipt.rcpt"), "--output", str(tmp_path / "tampered.npz")
+    )
+    assert result.exit_code == 1
+    assert "outputs mismatch: y differs" in result.stdout
+
+
+def test_unpinned_key_warns(issued: Path) -> None:
+    result = invoke("verify", str(issued / "receipt.rcpt"))
+    assert result.exit_code == 0
+    assert "not pinned" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "RECEIPT", "--mode", "reexec"],
+        ["verify", "RECEIPT", "--mode", "digests"],
+        ["verify", "/no/such/file"],
+        ["run", MODEL, "--input", INPUTS, "--key", "/no/such/key", "--out", "OUT"],
+        ["run", MODEL, "--input", INPUTS, "--key", KEY, "--out", "OUT", "--opt-level", "max"],
+        ["keygen", "K", "--scheme", "rsa"],
+    ],
+)
+def test_bad_usage_exits_2(issued: Path, tmp_path: Path, args: list[str]) -> None:
+    args = [
+        a.replace("RECEIPT", str(issued / "receipt.rcpt")).replace("OUT", str(tmp_path / "o"))
+        for a in args
+    ]
+    assert invoke(*args).exit_code == 2
+
+
+def test_malformed_model_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    result = invoke("digest", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("receipts: error:")
+
+
+def test_wrong_input_name_exits_2(tmp_path: Path) -> None:
+    np.savez(tmp_path / "in.npz", wrong=np.zeros((1, 16), np.float32))
+    result = invoke(
+        "run",
+        MODEL,
+        "--input",
+        str(tmp_path / "in.npz"),
+        "--key",
+        KEY,
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert result.exit_code == 2
+    assert "unknown input 'wrong'" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_onnxruntime_refuses_exits_2_with_reason(tmp_path: Path) -> None:
+    model = onnx.load(MODEL)
+    model.graph.node[0].op_type = "MatMulNoSuchOp"
+    path = tmp_path / "refused.onnx"
+    onnx.save(model, path)
+    result = invoke("run", str(path), "--input", INPUTS, "--key", KEY, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert "onnxruntime refused the model under [onnxruntime" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_test_data_folder_inputs_are_named_by_position(tmp_path: Path) -> None:
+    folder = tmp_path / "test_data_set_0"
+    folder.mkdir()
+    x = np.load(INPUTS)["x"]
+    (folder / "input_0.pb").write_bytes(numpy_helper.from_array(x).SerializeToString())
+    out = tmp_path / "o"
+    assert (
+        invoke("run", MODEL, "--input", str(folder), "--key", KEY, "--out", str(out)).exit_code == 0
+    )
+    result = invoke("verify", str(out / "receipt.rcpt"), "--model", MODEL, "--input", INPUTS)
+    assert result.exit_code == 0, result.output
+
+
+def test_inspect_shows_the_receipt(issued: Path) -> None:
+    text = invoke("inspect", str(issued / "receipt.rcpt"))
+    assert text.exit_code == 0
+    assert "signature NOT checked" in text.stdout
+    view = json.loads(invoke("inspect", str(issued / "receipt.rcpt"), "--json").stdout)
+    assert view["receipt"]["meter"]["unit_price"] == 2
+    assert view["signature_checked"] is False
+
+
+def test_inspect_malformed_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.rcpt"
+    bad.write_bytes(b"\x81\xa1a\x01")
+    result = invoke("inspect", str(bad))
+    assert result.exit_code == 2
+    assert "receipts: error:" in result.stderr
