@@ -57,7 +57,7 @@ MAX_THREADS = 256
 ENGINE = "onnxruntime"
 EXECUTION_PROVIDER = "CPUExecutionProvider"
 
-ort.set_default_logger_severity(3)  # errors reach us as exceptions; keep C++ warnings off stderr
+ort.set_default_logger_severity(4)  # failures reach us as exceptions; keep C++ logs off stderr
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,7 +235,7 @@ def check_environment() -> None:
 
 def _session_options(settings: RuntimeSettings) -> ort.SessionOptions:
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     so.graph_optimization_level = OPT_LEVELS[settings.graph_optimization]
     so.execution_mode = EXECUTION_MODES[settings.execution_mode]
     so.intra_op_num_threads = settings.intra_op_threads

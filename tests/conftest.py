@@ -37,3 +37,37 @@ def vectors() -> dict[str, Any]:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the conformance pass/skip counts (works under xdist: reads the collected reports)."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "skipped", "failed", "xfailed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if (
+                "test_conformance.py::" not in nodeid
+                or getattr(report, "when", "call") == "teardown"
+            ):
+                continue
+            kind = nodeid.split("::")[1].split("[")[0]
+            counts.setdefault(kind, {}).setdefault(outcome, 0)
+            counts[kind][outcome] += 1
+    if not counts:
+        return
+    terminalreporter.section("ONNX conformance through the receipt loop")
+    for kind, by_outcome in sorted(counts.items()):
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(by_outcome.items()))
+        terminalreporter.write_line(f"{kind}: {parts}")
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_conformance.py::" in getattr(report, "nodeid", ""):
+            text = (
+                str(report.longrepr[2])
+                if isinstance(report.longrepr, tuple)
+                else str(report.longrepr)
+            )
+            key = text.removeprefix("Skipped: ")[:90]
+            reasons[key] = reasons.get(key, 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:12]:
+        terminalreporter.write_line(f"  skipped {n:4d}: {reason}")
