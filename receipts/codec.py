@@ -51,9 +51,15 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+MAX_ENCODE_DEPTH = 128  # deeper than any record we make; bounded well below Python's recursion
+
+
 def encode(value: object) -> bytes:
     """Encode ``value`` canonically; raises ``MalformedError`` for values outside the profile."""
-    return msgpack.packb(_normalize(value, 0), use_bin_type=True)  # type: ignore[no-any-return]
+    try:
+        return msgpack.packb(_normalize(value, 0), use_bin_type=True)  # type: ignore[no-any-return]
+    except UnicodeEncodeError as e:  # lone surrogates have no UTF-8 form
+        raise MalformedError("text that cannot be encoded as UTF-8") from e
 
 
 def _normalize(value: object, depth: int) -> object:
@@ -64,8 +70,8 @@ def _normalize(value: object, depth: int) -> object:
         if not INT_MIN <= value <= INT_MAX:
             raise MalformedError(f"integer {value} is outside the canonical range")
         return value
-    if depth > 512:
-        raise LimitError("value nested deeper than 512 levels")
+    if depth > MAX_ENCODE_DEPTH:
+        raise LimitError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
     if isinstance(value, Mapping):
         items = []
         for key, item in value.items():
@@ -109,6 +115,10 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise
     except ValueError as e:
         # msgpack reports truncation, reserved bytes and over-long containers as ValueError.
+        if "max_ext_len" in str(e):
+            raise MalformedError("ext types are not allowed in canonical data") from e
+        if "exceeds max_" in str(e):
+            raise LimitError(f"container or text over the decoder's limit ({e})") from e
         reason = "truncated input" if "incomplete" in str(e) else f"not msgpack ({e or 'format'})"
         raise MalformedError(reason) from e
     _check_types(value, limits.max_depth)

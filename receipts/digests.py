@@ -49,7 +49,7 @@ class Digest:
     def parse(cls, text: str) -> Digest:
         """Parse ``sha256:<64 hex>``."""
         algorithm, _, hexpart = text.partition(":")
-        if algorithm != ALGORITHM or len(hexpart) != 64:
+        if algorithm != ALGORITHM or len(hexpart) != 64 or hexpart != hexpart.lower():
             raise MalformedError(f"not a sha256 digest: {text[:80]!r}")
         try:
             return cls(bytes.fromhex(hexpart))

@@ -39,8 +39,8 @@ def write_atomic(
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             if isinstance(data, bytes):
                 f.write(data)
             else:
@@ -51,6 +51,7 @@ def write_atomic(
             Path(tmp).replace(path)
         else:
             os.link(tmp, path)
+        _sync_folder(path.parent)
     except FileExistsError as e:
         raise StorageError(f"{path} already exists; refusing to overwrite it") from e
     except OSError as e:
@@ -62,3 +63,12 @@ def write_atomic(
 def write_new_file(path: Path, data: bytes, *, mode: int) -> None:
     """Create ``path`` with ``mode``, whole or not at all; never replaces an existing file."""
     write_atomic(path, data, mode=mode, replace=False)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the new directory entry durable (the file's bytes were synced before the rename)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

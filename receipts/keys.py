@@ -38,6 +38,20 @@ from receipts.files import StorageError, write_new_file
 SCHEMES = ("ed25519", "secp256k1")
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _PUBLIC_SIZES = {"ed25519": 32, "secp256k1": 33}
+# Encodings of the Ed25519 points of small order (libsodium's list, compared with the sign bit
+# cleared). A signature under such a key can verify for every message, so they are not keys.
+_ED25519_SMALL_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
 _MAX_KEY_FILE = 64 * 1024
 
 
@@ -55,6 +69,8 @@ class PublicKey:
             raise MalformedError(
                 f"{self.scheme} public key must be {_PUBLIC_SIZES[self.scheme]} bytes"
             )
+        if self.scheme == "ed25519" and _clear_sign(self.raw) in _ED25519_SMALL_ORDER:
+            raise MalformedError("ed25519 public key is a point of small order")
         self._load()  # an invalid point cannot become a PublicKey
 
     @property
@@ -113,6 +129,10 @@ class PublicKey:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         return cls.from_pem(_read_key_file(Path(path)))
+
+
+def _clear_sign(raw: bytes) -> bytes:
+    return raw[:31] + bytes([raw[31] & 0x7F])
 
 
 class Signer(Protocol):
@@ -198,7 +218,11 @@ class PrivateKey:
                 raise KeyFileError(f"{existing} already exists; refusing to overwrite a key")
         try:
             write_new_file(target, self.to_pem(), mode=0o600)
-            write_new_file(public, self._public.to_pem(), mode=0o644)
+            try:
+                write_new_file(public, self._public.to_pem(), mode=0o644)
+            except StorageError:
+                target.unlink(missing_ok=True)  # both files or neither
+                raise
         except StorageError as e:
             raise KeyFileError(str(e)) from e
         return public

@@ -12,6 +12,7 @@ files) and runtime tensors (NumPy arrays), so both hash alike.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,13 +111,13 @@ def element_count(shape: tuple[int, ...]) -> int:
     """Product of ``shape`` with the limits checked before anything is allocated."""
     if len(shape) > MAX_RANK:
         raise LimitError(f"rank {len(shape)} exceeds {MAX_RANK}")
-    count = 1
-    for dim in shape:
-        if dim < 0:
-            raise MalformedError(f"negative dimension {dim} in shape {shape}")
-        count *= dim
-        if count > MAX_ELEMENTS:
-            raise LimitError(f"shape {shape} holds more than {MAX_ELEMENTS} elements")
+    if any(dim < 0 for dim in shape):
+        raise MalformedError(f"negative dimension in shape {shape}")
+    if any(dim > MAX_ELEMENTS for dim in shape):
+        raise LimitError(f"shape {shape} has a dimension over {MAX_ELEMENTS}")
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise LimitError(f"shape {shape} holds more than {MAX_ELEMENTS} elements")
     return count
 
 
@@ -152,11 +153,21 @@ def canonical_chunks(array: np.ndarray[Any, Any]) -> Iterator[bytes | memoryview
     etype = elem_type_of(array)
     if etype.name == "string":
         for item in array.reshape(-1):
-            data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+            if isinstance(item, str):
+                try:
+                    data = item.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise TensorError("a string tensor holds text with no UTF-8 form") from e
+            elif isinstance(item, bytes | np.bytes_):
+                data = bytes(item)
+            else:
+                raise TensorError(f"a string tensor holds a {type(item).__name__}, not text")
             yield struct.pack("<I", len(data))
             yield data
         return
     flat = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    if etype.name == "bool":  # a NumPy bool byte may hold any non-zero value; ONNX holds 0 or 1
+        flat = (flat.view(np.uint8) != 0).astype(np.uint8)
     if etype.bits < 8:
         yield _pack_subbyte(flat.reshape(-1).view(np.uint8), etype.bits)
     else:
