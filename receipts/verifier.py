@@ -287,30 +287,36 @@ class Verifier:
     def _digests_rung(self, s: _State, steps: _Steps) -> None:
         receipt = s.receipt
         assert receipt is not None
-        if s.model is None:
+        model, inputs, outputs = s.model, s.inputs, s.outputs
+        if model is None:
             steps.skip("6 model", "no model supplied")
         else:
-            steps.run("6 model", lambda: _same_digest("model", receipt.model, s.model.digest))  # type: ignore[union-attr]
-        if s.inputs is None:
+            s.model_ok = steps.run(
+                "6 model", lambda: _same_digest("model", receipt.model, model.digest)
+            )
+        if inputs is None:
             steps.skip("7 inputs", "no inputs supplied")
         else:
-            steps.run("7 inputs", lambda: _same_tensors("inputs", receipt.inputs, s.inputs))  # type: ignore[arg-type]
-        if s.outputs is None:
+            s.inputs_ok = steps.run(
+                "7 inputs", lambda: _same_tensors("inputs", receipt.inputs, inputs)
+            )
+        if outputs is None:
             steps.skip("8 outputs", "no outputs supplied")
         else:
             s.outputs_ok = steps.run(
-                "8 outputs",
-                lambda: _same_tensors("outputs", receipt.outputs, s.outputs),  # type: ignore[arg-type]
+                "8 outputs", lambda: _same_tensors("outputs", receipt.outputs, outputs)
             )
-        if s.model is None:
+        if model is None:
             steps.skip("9 meter", "no model supplied")
         else:
-            steps.run("9 meter", lambda: self._check_meter(receipt, s.model))  # type: ignore[arg-type]
+            steps.run("9 meter", lambda: self._check_meter(receipt, model))
 
     def _check_meter(self, receipt: Receipt, model: LoadedModel) -> Mapping[str, object]:  # (9)
         if model.digest != receipt.model:
             raise DigestMismatchError("meter not recomputed: the model is not the receipt's model")
-        plan = self._plans.setdefault(model.digest, MeterPlan(model))
+        if model.digest not in self._plans:
+            self._plans[model.digest] = MeterPlan(model)
+        plan = self._plans[model.digest]
         units = plan.units({e.spec.name: e.spec.shape for e in receipt.inputs.entries})
         if units != receipt.meter.units:
             raise DigestMismatchError(
@@ -327,10 +333,7 @@ class Verifier:
         if s.model is None or s.inputs is None:
             steps.skip("10 runtime", "re-execution needs the model and the inputs")
             return
-        if (
-            s.model.digest != receipt.model
-            or TensorMapDigest.of(s.inputs).digest != receipt.inputs.digest
-        ):
+        if not (s.model_ok and s.inputs_ok):
             steps.skip("10 runtime", "the supplied model or inputs are not the receipt's")
             return
         model, inputs = s.model, s.inputs
@@ -402,6 +405,8 @@ class _State:
     envelope: Envelope | None = None
     key: PublicKey | None = None
     receipt: Receipt | None = None
+    model_ok: bool = False
+    inputs_ok: bool = False
     outputs_ok: bool = False
 
 
