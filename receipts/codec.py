@@ -63,27 +63,42 @@ def encode(value: object) -> bytes:
 
 
 def _normalize(value: object, depth: int) -> object:
-    # bool before int: bool is a subclass of int and must stay a msgpack boolean.
-    if isinstance(value, bool | str | bytes):
+    # Exact-type checks first (the hot path); bool is tested by identity of type, so it stays a
+    # msgpack boolean and never passes for an int.
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bool:
         return value
-    if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            raise MalformedError(f"integer {value} is outside the canonical range")
-        return value
+    if kind is int:
+        if INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+            return value
+        raise MalformedError(f"integer {value} is outside the canonical range")
     if depth > MAX_ENCODE_DEPTH:
         raise LimitError(f"value nested deeper than {MAX_ENCODE_DEPTH} levels")
-    if isinstance(value, Mapping):
-        items = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise MalformedError(f"map key {key!r} is not text")
-            items.append((key.encode("utf-8"), key, _normalize(item, depth + 1)))
-        items.sort(key=lambda kv: kv[0])
-        return {key: item for _, key, item in items}
-    if isinstance(value, list | tuple):
-        return [_normalize(item, depth + 1) for item in value]
+    if kind is dict:
+        mapping: dict[Any, object] = value  # type: ignore[assignment]
+        if not all(type(key) is str for key in mapping):
+            raise MalformedError("map keys must be text")
+        # Code-point order of text equals the byte order of its UTF-8 encoding.
+        return {key: _normalize(mapping[key], depth + 1) for key in sorted(mapping)}
+    if kind is list or kind is tuple:
+        return [_normalize(item, depth + 1) for item in value]  # type: ignore[attr-defined]
+    return _normalize_other(value, depth)
+
+
+def _normalize_other(value: object, depth: int) -> object:
+    """Subclasses and look-alikes (IntEnum, StrEnum, Mapping, bytearray) in their plain form."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return _normalize(int(value), depth)
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise MalformedError("map keys must be text")
+        return _normalize({str(k): v for k, v in value.items()}, depth)
     raise MalformedError(f"{type(value).__name__} values are not allowed in canonical data")
 
 
@@ -97,7 +112,7 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
             raw=False,
             use_list=True,
             strict_map_key=True,
-            object_pairs_hook=_unique_pairs,
+            object_pairs_hook=_sorted_pairs,
             timestamp=0,
             max_str_len=limits.max_str,
             max_bin_len=limits.max_bytes,
@@ -122,38 +137,47 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
         reason = "truncated input" if "incomplete" in str(e) else f"not msgpack ({e or 'format'})"
         raise MalformedError(reason) from e
     _check_types(value, limits.max_depth)
-    if encode(value) != data:
+    # Keys are known sorted and unique (the pairs hook), so packing the decoded value as it is
+    # reproduces the canonical bytes; any other form (padded ints, long headers) differs.
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise NonCanonicalError("bytes are not the canonical encoding of their value")
     return value
 
 
-def _unique_pairs(pairs: list[tuple[object, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, item in pairs:
-        if not isinstance(key, str):
+def _sorted_pairs(pairs: list[tuple[object, object]]) -> dict[str, object]:
+    previous: str | None = None
+    for key, _ in pairs:
+        if type(key) is not str:
             raise NonCanonicalError("map key is not text")
-        if key in result:
-            raise NonCanonicalError(f"duplicate map key {key!r}")
-        result[key] = item
-    return result
+        if previous is not None and key <= previous:
+            problem = "duplicate" if key == previous else "unsorted"
+            raise NonCanonicalError(f"{problem} map key {key!r}")
+        previous = key
+    return dict(pairs)  # type: ignore[arg-type]
+
+
+_SCALARS = (bool, int, str, bytes)
 
 
 def _check_types(value: object, max_depth: int) -> None:
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > max_depth:
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if depth >= max_depth:
             raise LimitError(f"nesting deeper than {max_depth} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        if kind is dict:
+            stack.extend((v, depth + 1) for v in item.values())  # type: ignore[attr-defined]
+        elif kind is list:
+            stack.extend((v, depth + 1) for v in item)  # type: ignore[attr-defined]
         elif item is None:
             raise MalformedError("nil is not allowed in canonical data")
-        elif isinstance(item, float):
+        elif kind is float:
             raise MalformedError("floats are not allowed in canonical data")
-        elif not isinstance(item, bool | int | str | bytes):
-            raise MalformedError(f"{type(item).__name__} (an ext type) is not allowed")
+        else:
+            raise MalformedError(f"{kind.__name__} (an ext type) is not allowed")
 
 
 class MapReader:

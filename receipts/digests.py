@@ -15,8 +15,9 @@ Kinds used in v1: ``tensor``, ``tensor-map``, ``model-structure``, ``runtime-pro
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,7 @@ def tensor_digest(array: np.ndarray[Any, Any]) -> Digest:
 
 def tensor_map_digest(digests: Mapping[str, Digest]) -> Digest:
     """Digest of named tensors: ``[[name, tensor digest], ...]`` sorted by UTF-8 name."""
-    entries = sorted(digests.items(), key=lambda kv: kv[0].encode("utf-8"))
+    entries = sorted(digests.items())  # code-point order = UTF-8 byte order
     return record_digest("tensor-map", [[name, d.value] for name, d in entries])
 
 
@@ -106,18 +107,18 @@ class TensorEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TensorMapDigest:
-    """The digest of a named set of tensors with the per-tensor entries it was made from."""
+    """Named tensor entries (unique, sorted by name) and the tensor-map digest derived from them."""
 
-    digest: Digest
     entries: tuple[TensorEntry, ...]
+    digest: Digest = field(init=False)
 
     def __post_init__(self) -> None:
         names = [e.spec.name for e in self.entries]
-        if names != sorted(names, key=lambda n: n.encode("utf-8")) or len(set(names)) != len(names):
+        # Code-point order of text equals the byte order of its UTF-8 encoding.
+        if any(a >= b for a, b in itertools.pairwise(names)):
             raise MalformedError("tensor entries must be unique and sorted by UTF-8 name")
-        expected = tensor_map_digest({e.spec.name: e.digest for e in self.entries})
-        if expected != self.digest:
-            raise MalformedError("tensor map digest does not match its entries")
+        digest = tensor_map_digest({e.spec.name: e.digest for e in self.entries})
+        object.__setattr__(self, "digest", digest)
 
     @classmethod
     def of(cls, arrays: Mapping[str, np.ndarray[Any, Any]]) -> TensorMapDigest:
@@ -128,9 +129,7 @@ class TensorMapDigest:
 
     @classmethod
     def from_entries(cls, entries: Iterable[TensorEntry]) -> TensorMapDigest:
-        ordered = tuple(sorted(entries, key=lambda e: e.spec.name.encode("utf-8")))
-        digest = tensor_map_digest({e.spec.name: e.digest for e in ordered})
-        return cls(digest=digest, entries=ordered)
+        return cls(entries=tuple(sorted(entries, key=lambda e: e.spec.name)))
 
     def by_name(self) -> dict[str, TensorEntry]:
         return {e.spec.name: e for e in self.entries}

@@ -53,7 +53,7 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
 def model_json(model: LoadedModel) -> dict[str, Any]:
     return {
         "model_digest": str(model.digest),
-        "file_sha256": str(model.file_sha256) if model.file_sha256 else None,
+        "file_sha256": str(model.file_sha256),
         "structure_digest": str(model.model_digest.structure),
         "weights": [
             {

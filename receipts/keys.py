@@ -18,7 +18,7 @@ written owner-only and never over an existing file; SubjectPublicKeyInfo public 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +61,11 @@ class PublicKey:
 
     scheme: str
     raw: bytes
+    # Derived once at construction (verification is a hot path): not compared, not printed.
+    _key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey = field(
+        init=False, repr=False, compare=False
+    )
+    _key_id: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -71,11 +76,13 @@ class PublicKey:
             )
         if self.scheme == "ed25519" and _clear_sign(self.raw) in _ED25519_SMALL_ORDER:
             raise MalformedError("ed25519 public key is a point of small order")
-        self._load()  # an invalid point cannot become a PublicKey
+        object.__setattr__(self, "_key", self._load())  # an invalid point is not a PublicKey
+        key_id = record_digest("key-id", {"scheme": self.scheme, "public_key": self.raw}).value
+        object.__setattr__(self, "_key_id", key_id)
 
     @property
     def key_id(self) -> bytes:
-        return record_digest("key-id", {"scheme": self.scheme, "public_key": self.raw}).value
+        return self._key_id
 
     def _load(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
         try:
@@ -87,7 +94,7 @@ class PublicKey:
 
     def verify(self, signature: bytes, message: bytes) -> None:
         """Raise ``SignatureError`` unless ``signature`` is this key's signature of ``message``."""
-        key = self._load()
+        key = self._key
         try:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 if len(signature) != 64:
@@ -106,7 +113,7 @@ class PublicKey:
             ) from e
 
     def to_pem(self) -> bytes:
-        return self._load().public_bytes(
+        return self._key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 

@@ -25,6 +25,7 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -61,7 +62,6 @@ _STORAGE_FIELDS = frozenset(
         "external_data",
     }
 )
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,14 +128,14 @@ class LoadedModel:
         path: Path | None,
         proto: onnx.ModelProto,
         model_digest: ModelDigest,
-        file_sha256: Digest | None,
-        runtime_bytes: bytes,
+        file_bytes: bytes,
+        embedded_externals: bool,
     ) -> None:
         self.path = path
         self.proto = proto
         self.model_digest = model_digest
-        self.file_sha256 = file_sha256
-        self.runtime_bytes = runtime_bytes
+        self._file_bytes = file_bytes
+        self._embedded_externals = embedded_externals
         initializers = {t.name for t in proto.graph.initializer}
         initializers |= {t.values.name for t in proto.graph.sparse_initializer}
         self.inputs = tuple(_value_spec(v) for v in proto.graph.input if v.name not in initializers)
@@ -147,6 +147,19 @@ class LoadedModel:
     @property
     def digest(self) -> Digest:
         return self.model_digest.digest
+
+    @cached_property
+    def file_sha256(self) -> Digest:
+        """Plain SHA-256 of the model file (external data files not included), for reference."""
+        return Digest(hashlib.sha256(self._file_bytes).digest())
+
+    @cached_property
+    def runtime_bytes(self) -> bytes:
+        """The serialized model a runner loads: the file itself, or, when its weights were in
+        external files, the model with exactly the hashed bytes embedded."""
+        if self._embedded_externals:
+            return self.proto.SerializeToString()  # type: ignore[no-any-return]
+        return self._file_bytes
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """The inputs as arrays, or ``TensorError`` if names, element types or shapes do not fit."""
@@ -216,13 +229,12 @@ def load_model_bytes(
     walker = _Walker(base_dir)
     structure = walker.structure(proto)
     model_digest = ModelDigest.build(structure, walker.weights)
-    runtime_bytes = proto.SerializeToString() if walker.externals else data
     return LoadedModel(
         path=path,
         proto=proto,
         model_digest=model_digest,
-        file_sha256=Digest(hashlib.sha256(data).digest()),
-        runtime_bytes=runtime_bytes,
+        file_bytes=data,
+        embedded_externals=walker.externals > 0,
     )
 
 
@@ -324,19 +336,16 @@ class _Walker:
             raise ModelError(f"{where}: bad external data offset or length") from e
         if offset < 0 or length != expected:
             raise ModelError(f"{where}: external data length {length}, expected {expected}")
-        data = bytearray()
         with file.open("rb") as f:
             f.seek(offset)
-            while len(data) < length:
-                chunk = f.read(min(_CHUNK, length - len(data)))
-                if not chunk:
-                    raise ModelError(f"{where}: external file {file.name} ends early")
-                data += chunk
+            data = f.read(length)
+        if len(data) != length:
+            raise ModelError(f"{where}: external file {file.name} ends early")
         h.update(data)
         # Embed the bytes we hashed so the runner loads exactly them, not a re-read file.
         tensor.ClearField("external_data")
         tensor.data_location = onnx.TensorProto.DEFAULT
-        tensor.raw_data = bytes(data)
+        tensor.raw_data = data
         self.externals += 1
 
     def _confined(self, location: str, where: str) -> Path:

@@ -140,6 +140,8 @@ def _tensors_from_wire(r: MapReader) -> TensorMapDigest:
         spec = TensorSpec(name=t.text("name"), elem_type=t.text("elem_type", 32), shape=shape)
         entries.append(TensorEntry(spec=spec, digest=Digest(t.binary("digest", 32))))
         t.close()
-    tensors = TensorMapDigest(digest=Digest(r.binary("digest", 32)), entries=tuple(entries))
+    tensors = TensorMapDigest(entries=tuple(entries))
+    if r.binary("digest", 32) != tensors.digest.value:
+        raise MalformedError("tensor map digest does not match its entries")
     r.close()
     return tensors

@@ -48,10 +48,11 @@ from receipts.keys import PublicKey
 from receipts.meter import MeterPlan
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
-from receipts.runtime import OrtRunner, RunnerFactory
+from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
 from receipts.tolerance import Tolerance, compare_outputs
 
 RUNGS = ("signature", "digests", "reexec")
+_RUNNER_CACHE = 4  # onnxruntime sessions kept per verifier, most recently used
 TensorMap = Mapping[str, np.ndarray[Any, Any]]
 
 
@@ -189,6 +190,7 @@ class Verifier:
         self.clock: Clock = clock or SystemClock()
         self.runner_factory = runner_factory
         self._plans: dict[Digest, MeterPlan] = {}
+        self._runners: dict[tuple[Digest, RuntimeSettings], Runner] = {}
 
     def verify(
         self,
@@ -215,15 +217,21 @@ class Verifier:
         inputs: TensorMap | None = None,
         outputs: TensorMap | None = None,
     ) -> Report:
-        """Run every rung the material allows; never raises for a failed step."""
+        """Run the required rungs (by default all the material allows); never raises for a failed
+        step. Rungs the policy does not require are not run."""
+        required = self.policy.required or _allowed_rungs(model, inputs, outputs)
         state = _State(data=data, model=model, inputs=inputs, outputs=outputs)
         steps = _Steps()
         self._signature_rung(state, steps)
         signature = steps.take("signature")
-        if state.receipt is not None:
+        if "digests" not in required:
+            steps.skip("6-9 digests", "not required by the policy")
+        elif state.receipt is not None:
             self._digests_rung(state, steps)
         digests = steps.take("digests")
-        if state.receipt is not None and signature.status is Status.PASSED:
+        if "reexec" not in required:
+            steps.skip("10-11 reexec", "not required by the policy")
+        elif state.receipt is not None and signature.status is Status.PASSED:
             self._reexec_rung(state, steps)
         else:
             steps.skip("10 runtime", "the receipt did not pass the signature rung")
@@ -233,7 +241,7 @@ class Verifier:
             receipt=state.receipt,
             key=state.key,
             key_pinned=self.policy.trusted_keys is not None,
-            required=self.policy.required or _allowed_rungs(model, inputs, outputs),
+            required=required,
             rungs=(signature, digests, reexec),
         )
 
@@ -340,7 +348,7 @@ class Verifier:
         holder: dict[str, Any] = {}
 
         def runtime() -> Mapping[str, object]:  # (10) runtime
-            holder["runner"] = self.runner_factory(model, receipt.runtime.settings)
+            holder["runner"] = self._runner(model, receipt.runtime.settings)
             local = holder["runner"].profile
             holder["exact"] = local.identity == receipt.runtime.identity
             return {
@@ -353,6 +361,15 @@ class Verifier:
             return
         claimed = s.outputs if s.outputs_ok else None
         steps.run("11 outputs", lambda: self._compare(receipt, holder, inputs, claimed))
+
+    def _runner(self, model: LoadedModel, settings: RuntimeSettings) -> Runner:
+        """One runner per (model, settings), kept for the next receipts of the same model."""
+        key = (model.digest, settings)
+        runner = self._runners.pop(key, None) or self.runner_factory(model, settings)
+        self._runners[key] = runner  # most recently used last
+        while len(self._runners) > _RUNNER_CACHE:
+            del self._runners[next(iter(self._runners))]
+        return runner
 
     def _compare(
         self,

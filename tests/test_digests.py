@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from receipts.codec import decode
 from receipts.digests import (
     Digest,
     TensorEntry,
@@ -23,8 +24,11 @@ from receipts.digests import (
     tensor_header,
     tensor_map_digest,
 )
+from receipts.envelope import Envelope
 from receipts.errors import MalformedError
+from receipts.receipt import Receipt
 from receipts.tensors import ELEM_TYPES, TensorSpec, canonical_bytes
+from tests.conftest import FIXTURES
 
 SETTINGS = settings(max_examples=100, deadline=None)
 KINDS = ["tensor", "tensor-map", "model-structure", "runtime-profile", "receipt", "key-id"]
@@ -240,7 +244,8 @@ def test_tensor_map_digest_rejects_entries_out_of_order() -> None:
     a, b = _entry("a", 1), _entry("b", 2)
     good = TensorMapDigest.from_entries([b, a])
     with pytest.raises(MalformedError):
-        TensorMapDigest(digest=good.digest, entries=(b, a))
+        TensorMapDigest(entries=(b, a))
+    assert good.entries == (a, b)
 
 
 def test_tensor_map_digest_rejects_duplicate_names() -> None:
@@ -248,14 +253,15 @@ def test_tensor_map_digest_rejects_duplicate_names() -> None:
     with pytest.raises(MalformedError):
         TensorMapDigest.from_entries([a, a2])
     with pytest.raises(MalformedError):
-        TensorMapDigest(digest=tensor_map_digest({"a": a.digest}), entries=(a, a))
+        TensorMapDigest(entries=(a, a))
 
 
-def test_tensor_map_digest_rejects_a_digest_that_does_not_match_its_entries() -> None:
-    a, b = _entry("a", 1), _entry("b", 2)
-    wrong = tensor_map_digest({"a": a.digest})
+def test_a_receipt_whose_map_digest_does_not_match_its_entries_is_malformed() -> None:
+    payload = Envelope.from_bytes((FIXTURES / "receipts" / "mlp.rcpt").read_bytes()).payload
+    wire = decode(payload)
+    wire["inputs"]["digest"] = bytes(32)
     with pytest.raises(MalformedError, match="does not match"):
-        TensorMapDigest(digest=wrong, entries=(a, b))
+        Receipt.from_wire(wire)
 
 
 def test_names_sorted_by_code_point_and_by_utf8_bytes_agree_for_entries() -> None:
