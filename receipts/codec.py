@@ -156,28 +156,39 @@ def _sorted_pairs(pairs: list[tuple[object, object]]) -> dict[str, object]:
     return dict(pairs)  # type: ignore[arg-type]
 
 
-_SCALARS = (bool, int, str, bytes)
+_SCALARS = frozenset({bool, int, str, bytes})
 
 
 def _check_types(value: object, max_depth: int) -> None:
-    stack: list[tuple[object, int]] = [(value, 0)]
+    """Only the profile's types, nested at most ``max_depth`` containers deep."""
+    if type(value) in _SCALARS:
+        return
+    _check_scalar_or_container(value)
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind in _SCALARS:
-            continue
-        if depth >= max_depth:
+        container, depth = stack.pop()
+        if depth > max_depth:
             raise LimitError(f"nesting deeper than {max_depth} levels")
-        if kind is dict:
-            stack.extend((v, depth + 1) for v in item.values())  # type: ignore[attr-defined]
-        elif kind is list:
-            stack.extend((v, depth + 1) for v in item)  # type: ignore[attr-defined]
-        elif item is None:
-            raise MalformedError("nil is not allowed in canonical data")
-        elif kind is float:
-            raise MalformedError("floats are not allowed in canonical data")
-        else:
-            raise MalformedError(f"{kind.__name__} (an ext type) is not allowed")
+        items = container.values() if type(container) is dict else container
+        for item in items:
+            kind = type(item)
+            if kind in _SCALARS:
+                continue
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            else:
+                _check_scalar_or_container(item)
+
+
+def _check_scalar_or_container(item: object) -> None:
+    kind = type(item)
+    if kind is dict or kind is list:
+        return
+    if item is None:
+        raise MalformedError("nil is not allowed in canonical data")
+    if kind is float:
+        raise MalformedError("floats are not allowed in canonical data")
+    raise MalformedError(f"{kind.__name__} (an ext type) is not allowed")
 
 
 class MapReader:
@@ -227,7 +238,8 @@ class MapReader:
         value = self._get(key)
         if not isinstance(value, str):
             raise MalformedError(f"{self._what}.{key}: expected text, got {_kind(value)}")
-        if len(value.encode("utf-8")) > max_len:
+        # A character is 1 to 4 UTF-8 bytes: only encode when the length alone cannot decide.
+        if len(value) > max_len or (4 * len(value) > max_len and len(value.encode()) > max_len):
             raise MalformedError(f"{self._what}.{key}: longer than {max_len} bytes")
         return value
 

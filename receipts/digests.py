@@ -18,6 +18,7 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,11 @@ class Digest:
 
 def hasher(kind: str) -> Any:
     """A SHA-256 hasher already fed with the domain prefix of ``kind``."""
+    return _prefixed(kind).copy()
+
+
+@lru_cache(maxsize=64)
+def _prefixed(kind: str) -> Any:
     h = hashlib.sha256()
     h.update(DOMAIN + kind.encode("ascii") + b"\x00")
     return h
@@ -77,6 +83,7 @@ def record_digest(kind: str, value: object) -> Digest:
     return digest_of(kind, codec.encode(value))
 
 
+@lru_cache(maxsize=1024)
 def tensor_header(spec_elem_type: str, shape: tuple[int, ...]) -> bytes:
     """The canonical header that precedes a tensor's bytes in its digest."""
     return codec.encode({"elem_type": spec_elem_type, "shape": list(shape)})

@@ -59,7 +59,7 @@ class Signature:
     @classmethod
     def from_wire(cls, value: object) -> Signature:
         r = MapReader(value, "signature")
-        key = PublicKey(scheme=r.text("scheme", 16), raw=r.binary("public_key", max_len=128))
+        key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
         sig = cls(key_id=r.binary("key_id", 32), public_key=key, sig=r.binary("sig", max_len=128))
         r.close()
         return sig

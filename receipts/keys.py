@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -83,6 +84,12 @@ class PublicKey:
     @property
     def key_id(self) -> bytes:
         return self._key_id
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def parse(scheme: str, raw: bytes) -> PublicKey:
+        """A key from its wire form; repeated keys (one provider, many receipts) parse once."""
+        return PublicKey(scheme=scheme, raw=raw)
 
     def _load(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
         try:

@@ -37,7 +37,7 @@ OUTPUTS_FILE = "outputs.npz"
 NONCE_BYTES = 16
 # Inputs at least this large are hashed on a helper thread while the model runs (hashlib and
 # onnxruntime both release the GIL); below it the hand-off costs more than it saves.
-_PARALLEL_HASH_BYTES = 256 * 1024
+_PARALLEL_HASH_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
