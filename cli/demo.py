@@ -39,17 +39,39 @@ def step(title: str, *args: str, expect: int = 0) -> str:
 def demo(work: Path) -> None:
     key, out = work / "provider.pem", work / "out"
     step("1. provider makes an Ed25519 key", "keygen", str(key))
-    step("2. anyone digests the model (Merkle root over structure and weights)", "digest", str(MODEL))
+    step(
+        "2. anyone digests the model (Merkle root over structure and weights)", "digest", str(MODEL)
+    )
     step(
         "3. provider runs the model and issues a signed receipt",
-        "run", str(MODEL), "--input", str(INPUTS), "--key", str(key), "--out", str(out),
-        "--unit-price", "3", "--base-fee", "1000", "--asset", "credit",
+        "run",
+        str(MODEL),
+        "--input",
+        str(INPUTS),
+        "--key",
+        str(key),
+        "--out",
+        str(out),
+        "--unit-price",
+        "3",
+        "--base-fee",
+        "1000",
+        "--asset",
+        "credit",
     )
     receipt, outputs = str(out / "receipt.rcpt"), str(out / "outputs.npz")
     step(
         "4. verifier checks signature, digests, meter and re-execution: release",
-        "verify", receipt, "--model", str(MODEL), "--input", str(INPUTS), "--output", outputs,
-        "--provider", f"{key}.pub",
+        "verify",
+        receipt,
+        "--model",
+        str(MODEL),
+        "--input",
+        str(INPUTS),
+        "--output",
+        outputs,
+        "--provider",
+        f"{key}.pub",
     )
     tampered = dict(np.load(outputs))
     first = next(iter(tampered))
@@ -57,13 +79,22 @@ def demo(work: Path) -> None:
     np.savez(work / "tampered.npz", **tampered)
     step(
         "5. one flipped output bit: refused",
-        "verify", receipt, "--output", str(work / "tampered.npz"), "--provider", f"{key}.pub",
+        "verify",
+        receipt,
+        "--output",
+        str(work / "tampered.npz"),
+        "--provider",
+        f"{key}.pub",
         expect=1,
     )
     step("6. another key appears", "keygen", str(work / "other.pem"))
     step(
         "7. a verifier that trusts only that key: refused",
-        "verify", receipt, "--provider", str(work / "other.pem.pub"), expect=1,
+        "verify",
+        receipt,
+        "--provider",
+        str(work / "other.pem.pub"),
+        expect=1,
     )
     step("8. the receipt, decoded", "inspect", receipt)
     print("\ndemo: every step behaved as expected (release once, refuse twice).")

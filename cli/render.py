@@ -30,10 +30,7 @@ def model_summary(model: LoadedModel) -> str:
 
 def _tensors(label: str, tensors: TensorMapDigest) -> list[str]:
     lines = [f"{label:<12} {tensors.digest}"]
-    lines += [
-        f"  {e.spec.name}: {e.spec.elem_type}{list(e.spec.shape)} {e.digest}"
-        for e in tensors.entries
-    ]
+    lines += [f"  {e.name}: {e.describe()} {e.digest}" for e in tensors.entries]
     return lines
 
 

@@ -8,8 +8,9 @@ kind's bytes, so a digest of one kind can never be replayed as another. Digests 
     str(d)                                          # 'sha256:...'
     m = tensor_map_digest({"x": d})                 # names sorted by UTF-8 bytes
 
-Kinds used in v1: ``tensor``, ``tensor-map``, ``model-structure``, ``runtime-profile``,
-``receipt``, ``key-id``. Model digests are RFC 6962 Merkle roots (see ``merkle`` and ``model``).
+Kinds used in v1: ``tensor``, ``sequence``, ``none``, ``tensor-map``, ``model-structure``,
+``runtime-profile``, ``receipt``, ``key-id``. Model digests are RFC 6962 Merkle roots (see
+``merkle`` and ``model``).
 """
 
 from __future__ import annotations
@@ -111,32 +112,112 @@ class TensorEntry:
     spec: TensorSpec
     digest: Digest
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        return f"{self.spec.elem_type}{list(self.spec.shape)}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TensorMapDigest:
-    """Named tensor entries (unique, sorted by name) and the tensor-map digest derived from them."""
+class SequenceEntry:
+    """A sequence of tensors (ONNX ``seq(tensor)``): its items, and a digest derived from them.
 
-    entries: tuple[TensorEntry, ...]
+    ``digest = digest("sequence", canonical([item tensor digest, ...]))``; item ``i`` is named
+    ``NAME[i]`` in reports.
+    """
+
+    name: str
+    items: tuple[TensorEntry, ...]
     digest: Digest = field(init=False)
 
     def __post_init__(self) -> None:
-        names = [e.spec.name for e in self.entries]
+        if [item.name for item in self.items] != item_names(self.name, len(self.items)):
+            raise MalformedError(f"sequence {self.name!r}: items must be named {self.name}[i]")
+        digest = record_digest("sequence", [item.digest.value for item in self.items])
+        object.__setattr__(self, "digest", digest)
+
+    def describe(self) -> str:
+        return f"sequence of {len(self.items)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoneEntry:
+    """An empty ONNX optional; ``digest = digest("none", "")``."""
+
+    name: str
+    digest: Digest = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", digest_of("none"))
+
+    def describe(self) -> str:
+        return "an empty optional"
+
+
+Entry = TensorEntry | SequenceEntry | NoneEntry
+# A value a model takes or gives: a tensor, a sequence of tensors, or an empty optional.
+Value = np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None
+
+
+def item_names(name: str, count: int) -> list[str]:
+    return [f"{name}[{i}]" for i in range(count)]
+
+
+def value_entry(name: str, value: object) -> Entry:
+    """The entry of one named value (arrays, lists of arrays, or None)."""
+    if value is None:
+        return NoneEntry(name=name)
+    if isinstance(value, list | tuple):
+        items = tuple(
+            TensorEntry(spec=TensorSpec.of(item_name, item), digest=tensor_digest(item))
+            for item_name, item in zip(
+                item_names(name, len(value)), map(np.asarray, value), strict=True
+            )
+        )
+        return SequenceEntry(name=name, items=items)
+    array = np.asarray(value)
+    return TensorEntry(spec=TensorSpec.of(name, array), digest=tensor_digest(array))
+
+
+def flat_tensors(values: Mapping[str, object]) -> dict[str, np.ndarray[Any, Any] | None]:
+    """Tensors by name, sequence items as ``NAME[i]``; empty optionals as ``None``."""
+    flat: dict[str, np.ndarray[Any, Any] | None] = {}
+    for name, value in values.items():
+        if isinstance(value, list | tuple):
+            flat.update(zip(item_names(name, len(value)), map(np.asarray, value), strict=True))
+        else:
+            flat[name] = None if value is None else np.asarray(value)
+    return flat
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorMapDigest:
+    """Named entries (unique, sorted by name) and the tensor-map digest derived from them."""
+
+    entries: tuple[Entry, ...]
+    digest: Digest = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.entries]
         # Code-point order of text equals the byte order of its UTF-8 encoding.
         if any(a >= b for a, b in itertools.pairwise(names)):
             raise MalformedError("tensor entries must be unique and sorted by UTF-8 name")
-        digest = tensor_map_digest({e.spec.name: e.digest for e in self.entries})
+        digest = tensor_map_digest({e.name: e.digest for e in self.entries})
         object.__setattr__(self, "digest", digest)
 
     @classmethod
-    def of(cls, arrays: Mapping[str, np.ndarray[Any, Any]]) -> TensorMapDigest:
-        return cls.from_entries(
-            TensorEntry(spec=TensorSpec.of(name, array), digest=tensor_digest(array))
-            for name, array in arrays.items()
-        )
+    def of(cls, values: Mapping[str, object]) -> TensorMapDigest:
+        return cls.from_entries(value_entry(name, value) for name, value in values.items())
 
     @classmethod
-    def from_entries(cls, entries: Iterable[TensorEntry]) -> TensorMapDigest:
-        return cls(entries=tuple(sorted(entries, key=lambda e: e.spec.name)))
+    def from_entries(cls, entries: Iterable[Entry]) -> TensorMapDigest:
+        return cls(entries=tuple(sorted(entries, key=lambda e: e.name)))
 
-    def by_name(self) -> dict[str, TensorEntry]:
-        return {e.spec.name: e for e in self.entries}
+    def by_name(self) -> dict[str, Entry]:
+        return {e.name: e for e in self.entries}
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the plain tensors (what metering reads)."""
+        return {e.name: e.spec.shape for e in self.entries if isinstance(e, TensorEntry)}

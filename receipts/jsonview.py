@@ -11,25 +11,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from receipts.digests import TensorMapDigest
+from receipts.digests import Entry, SequenceEntry, TensorEntry, TensorMapDigest
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
 from receipts.verifier import Report
 
 
 def tensors_json(tensors: TensorMapDigest) -> dict[str, Any]:
-    return {
-        "digest": str(tensors.digest),
-        "tensors": [
-            {
-                "name": e.spec.name,
-                "elem_type": e.spec.elem_type,
-                "shape": list(e.spec.shape),
-                "digest": str(e.digest),
-            }
-            for e in tensors.entries
-        ],
-    }
+    return {"digest": str(tensors.digest), "tensors": [entry_json(e) for e in tensors.entries]}
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    if isinstance(entry, TensorEntry):
+        spec = entry.spec
+        return {
+            "name": spec.name,
+            "elem_type": spec.elem_type,
+            "shape": list(spec.shape),
+            "digest": str(entry.digest),
+        }
+    if isinstance(entry, SequenceEntry):
+        return {
+            "name": entry.name,
+            "kind": "sequence",
+            "digest": str(entry.digest),
+            "items": [entry_json(item) for item in entry.items],
+        }
+    return {"name": entry.name, "kind": "none", "digest": str(entry.digest)}
 
 
 def receipt_json(receipt: Receipt) -> dict[str, Any]:

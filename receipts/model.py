@@ -37,7 +37,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from onnx import numpy_helper
 
 from receipts import codec, merkle
-from receipts.digests import Digest, hasher, tensor_header
+from receipts.digests import Digest, Value, hasher, tensor_header
 from receipts.errors import InputError, LimitError, ModelError, TensorError
 from receipts.tensors import (
     ElemType,
@@ -83,7 +83,7 @@ class ValueSpec:
     """A graph input or output as the model declares it (``None`` dims are symbolic)."""
 
     name: str
-    kind: str  # "tensor", or the ONNX value kind we do not carry ("sequence_type", ...)
+    kind: str  # "tensor", "sequence", "optional", or an ONNX kind receipts do not carry ("map")
     elem_type: str | None
     shape: tuple[int | None, ...] | None
 
@@ -161,41 +161,18 @@ class LoadedModel:
             return self.proto.SerializeToString()  # type: ignore[no-any-return]
         return self._file_bytes
 
-    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
-        """The inputs as arrays, or ``TensorError`` if names, element types or shapes do not fit."""
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Value]:
+        """The inputs as values (arrays; lists of arrays for sequences; None for an empty
+        optional), or ``TensorError`` if names, kinds, element types or shapes do not fit."""
         declared = {v.name: v for v in (*self.inputs, *self.overridable)}
         unknown = sorted(set(inputs) - set(declared))
         if unknown:
             expected = ", ".join(v.name for v in self.inputs) or "(none)"
             raise TensorError(f"unknown input {unknown[0]!r}; the model's inputs are {expected}")
-        result: dict[str, np.ndarray[Any, Any]] = {}
         for spec in self.inputs:
             if spec.name not in inputs:
                 raise TensorError(f"missing input {spec.name!r} ({_describe(spec)})")
-        for name, value in inputs.items():
-            spec = declared[name]
-            array = np.asarray(value)
-            if spec.kind != "tensor":
-                raise TensorError(
-                    f"input {name!r} is a {spec.kind}; receipts v1 carry tensors only"
-                )
-            actual = elem_type_of(array).name
-            if spec.elem_type is not None and actual != spec.elem_type:
-                raise TensorError(
-                    f"input {name!r} is {actual}; the model expects {_describe(spec)}"
-                )
-            if spec.shape is not None and (
-                len(spec.shape) != array.ndim
-                or any(
-                    d is not None and d != a for d, a in zip(spec.shape, array.shape, strict=True)
-                )
-            ):
-                shape = list(array.shape)
-                raise TensorError(
-                    f"input {name!r} has shape {shape}; the model expects {_describe(spec)}"
-                )
-            result[name] = array
-        return result
+        return {name: _check_value(declared[name], value) for name, value in inputs.items()}
 
     @property
     def weights(self) -> tuple[WeightLeaf, ...]:
@@ -368,11 +345,53 @@ def _describe(spec: ValueSpec) -> str:
     return f"{spec.elem_type or '?'}[{dims}]"
 
 
+def _check_value(spec: ValueSpec, value: object) -> Value:
+    name = spec.name
+    if spec.kind == "optional" and value is None:
+        return None
+    if spec.kind == "sequence" or (spec.kind == "optional" and isinstance(value, list | tuple)):
+        if not isinstance(value, list | tuple):
+            raise TensorError(f"input {name!r} is a sequence; pass a list of arrays")
+        return [
+            _check_tensor(spec, np.asarray(item), f"{name}[{i}]") for i, item in enumerate(value)
+        ]
+    if spec.kind in ("tensor", "optional"):
+        return _check_tensor(spec, np.asarray(value), name)
+    raise TensorError(
+        f"input {name!r} is an ONNX {spec.kind}; receipts carry tensors and sequences"
+    )
+
+
+def _check_tensor(spec: ValueSpec, array: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
+    actual = elem_type_of(array).name
+    if spec.elem_type is not None and actual != spec.elem_type:
+        raise TensorError(f"input {name!r} is {actual}; the model expects {_describe(spec)}")
+    if spec.shape is not None and (
+        len(spec.shape) != array.ndim
+        or any(d is not None and d != a for d, a in zip(spec.shape, array.shape, strict=True))
+    ):
+        shape = list(array.shape)
+        raise TensorError(f"input {name!r} has shape {shape}; the model expects {_describe(spec)}")
+    return array
+
+
 def _value_spec(info: onnx.ValueInfoProto) -> ValueSpec:
+    """What a graph input or output declares: kind, and for tensors (or the tensors inside a
+    sequence or optional) element type and shape."""
     kind = info.type.WhichOneof("value") or "undefined"
-    if kind != "tensor_type":
-        return ValueSpec(name=info.name, kind=kind, elem_type=None, shape=None)
-    tt = info.type.tensor_type
+    proto = info.type
+    wrapped = {"tensor_type": "tensor", "sequence_type": "sequence", "optional_type": "optional"}
+    if kind not in wrapped:
+        return ValueSpec(
+            name=info.name, kind=kind.removesuffix("_type"), elem_type=None, shape=None
+        )
+    inner = proto
+    while inner.WhichOneof("value") in ("sequence_type", "optional_type"):
+        holder = getattr(inner, inner.WhichOneof("value"))
+        inner = holder.elem_type
+    if inner.WhichOneof("value") != "tensor_type":
+        return ValueSpec(name=info.name, kind=wrapped[kind], elem_type=None, shape=None)
+    tt = inner.tensor_type
     try:
         etype: str | None = elem_type_of_onnx(tt.elem_type).name if tt.elem_type else None
     except InputError:
@@ -380,4 +399,4 @@ def _value_spec(info: onnx.ValueInfoProto) -> ValueSpec:
     shape = None
     if tt.HasField("shape"):
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return ValueSpec(name=info.name, kind="tensor", elem_type=etype, shape=shape)
+    return ValueSpec(name=info.name, kind=wrapped[kind], elem_type=etype, shape=shape)

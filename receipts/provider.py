@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from receipts.digests import Digest, TensorMapDigest
+from receipts.digests import Digest, TensorMapDigest, Value, flat_tensors
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.errors import MalformedError
@@ -46,7 +46,7 @@ class Issued:
 
     envelope: Envelope
     receipt: Receipt
-    outputs: dict[str, np.ndarray[Any, Any]]
+    outputs: dict[str, Value]
 
     @property
     def receipt_id(self) -> Digest:
@@ -110,7 +110,9 @@ class ModelSession:
         outputs = self.runner.run(arrays)
         if not outputs:
             raise MalformedError("the model produced no outputs")
-        units = self.meter_plan.units({name: a.shape for name, a in arrays.items()})
+        units = self.meter_plan.units(
+            {name: a.shape for name, a in arrays.items() if isinstance(a, np.ndarray)}
+        )
         receipt = Receipt(
             provider=p.signer.public_key.key_id,
             nonce=p.random_bytes(NONCE_BYTES),
@@ -125,8 +127,9 @@ class ModelSession:
         envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
         return Issued(envelope=envelope, receipt=receipt, outputs=outputs)
 
-    def _start_input_digest(self, arrays: dict[str, np.ndarray[Any, Any]]) -> Any:
-        if sum(a.nbytes for a in arrays.values()) < _PARALLEL_HASH_BYTES:
+    def _start_input_digest(self, arrays: dict[str, Value]) -> Any:
+        size = sum(a.nbytes for a in flat_tensors(arrays).values() if a is not None)
+        if size < _PARALLEL_HASH_BYTES:
             digest = TensorMapDigest.of(arrays)
             return lambda: digest
         if self._pool is None:

@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from receipts.codec import MapReader
-from receipts.digests import Digest, record_digest
+from receipts.digests import Digest, Value, record_digest
 from receipts.errors import MalformedError, RuntimeRefusedError
 from receipts.model import LoadedModel
 from receipts.tensors import (
@@ -210,7 +210,7 @@ class Runner(Protocol):
     @property
     def profile(self) -> RuntimeProfile: ...
 
-    def run(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    def run(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
         """Outputs by name, in the model's output order."""
         ...
 
@@ -297,7 +297,7 @@ class OrtRunner:
         """The underlying session (benchmarks compare against a bare ``session.run``)."""
         return self._session
 
-    def run(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    def run(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
         try:
             if self._raw_io:
                 return self._run_ort_values(inputs)
@@ -309,12 +309,17 @@ class OrtRunner:
             ) from e
         return dict(zip(self._outputs, results, strict=True))
 
-    def _run_ort_values(
-        self, inputs: Mapping[str, np.ndarray[Any, Any]]
-    ) -> dict[str, np.ndarray[Any, Any]]:
+    def _run_ort_values(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
         # Element types NumPy cannot hand to onnxruntime (bfloat16, float8, 2/4-bit) travel as
         # their canonical bytes, which are exactly onnxruntime's in-memory layout.
-        feeds = {name: _to_ort_value(array) for name, array in inputs.items()}
+        feeds = {}
+        for name, value in inputs.items():
+            if not isinstance(value, np.ndarray):
+                raise RuntimeRefusedError(
+                    f"input {name!r}: sequences of bfloat16, float8 or 2/4-bit tensors "
+                    "are not supported"
+                )
+            feeds[name] = _to_ort_value(value)
         values = self._session.run_with_ort_values(self._outputs, feeds)
         return {
             name: _from_ort_value(value) for name, value in zip(self._outputs, values, strict=True)

@@ -27,6 +27,7 @@ import onnx
 from google.protobuf import message as pb_message
 from onnx import numpy_helper
 
+from receipts.digests import Value
 from receipts.errors import InputError, LimitError, TensorError
 from receipts.files import write_atomic
 from receipts.tensors import ELEM_TYPES, EXTENDED_TYPES, elem_type_of, element_count
@@ -35,7 +36,7 @@ MAX_TENSOR_BYTES = 4 << 30
 MAX_TENSORS = 4096
 _PB_NAME = re.compile(r"(input|output)_(\d+)\.pb$")
 
-TensorMap = dict[str, np.ndarray[Any, Any]]
+TensorMap = dict[str, Value]
 
 
 def load_tensors(
@@ -62,7 +63,8 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
         raise TensorError(f"{path}: not an .npz file ({e})") from e
-    result: TensorMap = {}
+    result: dict[str, Value] = {}
+    items: dict[str, dict[int, np.ndarray[Any, Any]]] = {}
     total = 0
     with archive:
         members = archive.infolist()
@@ -71,7 +73,7 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
         for info in members:
             if not info.filename.endswith(".npy"):
                 raise TensorError(f"{path}: member {info.filename!r} is not a .npy array")
-            name, etype = _split_member(info.filename[:-4])
+            name, slot, etype = _split_member(info.filename[:-4])
             try:
                 with archive.open(info) as f:
                     shape, dtype = _npy_header(f)
@@ -83,17 +85,48 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
                     array = np.lib.format.read_array(f, allow_pickle=False)
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
                 raise TensorError(f"{path}: member {info.filename!r} is unreadable ({e})") from e
-            if name in result:
-                raise TensorError(f"{path}: tensor {name!r} appears twice")
-            result[name] = _from_stored(array, etype, path, name)
+            _place(result, items, name, slot, _from_stored(array, etype, path, name), path=path)
+    return _assemble(result, items, path)
+
+
+def _split_member(stem: str) -> tuple[str, str | None, str | None]:
+    """``NAME[#seq[#i]|#none][#TYPE]`` -> (name, slot, extended type); slot None for tensors."""
+    parts = stem.split("#")
+    etype = parts.pop() if len(parts) > 1 and parts[-1] in EXTENDED_TYPES else None
+    if len(parts) > 2 and parts[-2] == "seq" and parts[-1].isdigit():
+        return "#".join(parts[:-2]), parts[-1], etype
+    if len(parts) > 1 and parts[-1] in ("seq", "none"):
+        return "#".join(parts[:-1]), parts[-1], etype
+    return "#".join(parts), None, etype
+
+
+def _place(
+    result: dict[str, Value],
+    items: dict[str, dict[int, np.ndarray[Any, Any]]],
+    name: str,
+    slot: str | None,
+    array: np.ndarray[Any, Any],
+    *,
+    path: Path,
+) -> None:
+    if slot is not None and slot.isdigit():
+        if int(slot) in items.setdefault(name, {}):
+            raise TensorError(f"{path}: item {slot} of {name!r} appears twice")
+        items[name][int(slot)] = array
+        return
+    if name in result:
+        raise TensorError(f"{path}: tensor {name!r} appears twice")
+    result[name] = [] if slot == "seq" else None if slot == "none" else array
+
+
+def _assemble(
+    result: dict[str, Value], items: dict[str, dict[int, np.ndarray[Any, Any]]], path: Path
+) -> dict[str, Value]:
+    for name, by_index in items.items():
+        if name in result or sorted(by_index) != list(range(len(by_index))):
+            raise TensorError(f"{path}: sequence {name!r} has missing or clashing items")
+        result[name] = [by_index[i] for i in range(len(by_index))]
     return result
-
-
-def _split_member(stem: str) -> tuple[str, str | None]:
-    name, sep, suffix = stem.rpartition("#")
-    if sep and suffix in EXTENDED_TYPES:
-        return name, suffix
-    return stem, None
 
 
 def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
@@ -157,18 +190,19 @@ def _load_pb_dir(path: Path, prefix: str, names: Sequence[str] | None, max_bytes
     return result
 
 
-def save_npz(path: Path, arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
-    """Write ``arrays`` as an uncompressed ``.npz``, atomically."""
+def save_npz(path: Path, values: Mapping[str, Value]) -> None:
+    """Write ``values`` as an uncompressed ``.npz``, atomically."""
     stored: dict[str, np.ndarray[Any, Any]] = {}
-    for name, array in arrays.items():
-        etype = elem_type_of(array).name
-        if etype in EXTENDED_TYPES:
-            bits = np.uint16 if array.dtype.itemsize == 2 else np.uint8
-            stored[f"{name}#{etype}"] = np.ascontiguousarray(array).view(bits)
-        elif etype == "string":
-            stored[name] = np.asarray(array.tolist(), dtype=str).reshape(array.shape)
+    for name, value in values.items():
+        if value is None:
+            stored[f"{name}#none"] = np.zeros(0, np.uint8)
+        elif isinstance(value, list | tuple):
+            if not value:
+                stored[f"{name}#seq"] = np.zeros(0, np.uint8)
+            for index, item in enumerate(value):
+                stored.update(_stored(f"{name}#seq#{index}", np.asarray(item)))
         else:
-            stored[name] = array
+            stored.update(_stored(name, np.asarray(value)))
 
     def write(f: BinaryIO) -> None:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -177,3 +211,13 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
                     np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
 
     write_atomic(path, write)
+
+
+def _stored(member: str, array: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    etype = elem_type_of(array).name
+    if etype in EXTENDED_TYPES:
+        bits = np.uint16 if array.dtype.itemsize == 2 else np.uint8
+        return {f"{member}#{etype}": np.ascontiguousarray(array).view(bits)}
+    if etype == "string":
+        return {member: np.asarray(array.tolist(), dtype=str).reshape(array.shape)}
+    return {member: array}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from receipts.digests import flat_tensors
 from receipts.errors import MalformedError
 from receipts.tensors import canonical_bytes, elem_type_of
 
@@ -38,7 +39,7 @@ FLOAT_TYPES = frozenset(
         "complex128",
     }
 )
-Arrays = Mapping[str, np.ndarray[Any, Any]]
+Values = Mapping[str, object]  # arrays, lists of arrays (sequences), None (empty optionals)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,17 +56,31 @@ class Tolerance:
 
 
 def compare_outputs(
-    recomputed: Arrays, claimed: Arrays, tolerance_for: Callable[[str], Tolerance], *, exact: bool
+    recomputed: Values, claimed: Values, tolerance_for: Callable[[str], Tolerance], *, exact: bool
 ) -> list[dict[str, object]]:
-    """One row per output name: comparison used, observed errors, mismatching elements, ok."""
+    """One row per output tensor (sequence items as ``NAME[i]``, under the sequence's
+    tolerance): comparison used, observed errors, mismatching elements, ok."""
+    mine_all, theirs_all = flat_tensors(recomputed), flat_tensors(claimed)
     rows = []
-    for name in sorted(set(recomputed) | set(claimed), key=lambda n: n.encode("utf-8")):
-        mine, theirs = recomputed.get(name), claimed.get(name)
-        if mine is None or theirs is None:
-            side = "recomputed" if mine is None else "claimed"
+    for name in sorted(set(mine_all) | set(theirs_all)):
+        if name not in mine_all or name not in theirs_all:
+            side = "recomputed" if name not in mine_all else "claimed"
             rows.append({"name": name, "ok": False, "reason": f"missing from the {side} outputs"})
             continue
-        rows.append(_compare_one(name, mine, theirs, tolerance_for(name), exact=exact))
+        mine, theirs = mine_all[name], theirs_all[name]
+        if mine is None or theirs is None:
+            same = mine is None and theirs is None
+            rows.append(
+                {
+                    "name": name,
+                    "comparison": "exact",
+                    "ok": same,
+                    "reason": "" if same else "an empty optional on one side only",
+                }
+            )
+            continue
+        tolerance = tolerance_for(name.partition("[")[0] if name not in recomputed else name)
+        rows.append(_compare_one(name, mine, theirs, tolerance, exact=exact))
     return rows
 
 

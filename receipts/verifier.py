@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
-from receipts.digests import Digest, TensorMapDigest
+from receipts.digests import Digest, TensorMapDigest, Value
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
 from receipts.errors import (
@@ -53,7 +51,7 @@ from receipts.tolerance import Tolerance, compare_outputs
 
 RUNGS = ("signature", "digests", "reexec")
 _RUNNER_CACHE = 4  # onnxruntime sessions kept per verifier, most recently used
-TensorMap = Mapping[str, np.ndarray[Any, Any]]
+TensorMap = Mapping[str, Value]
 
 
 class Status(Enum):
@@ -325,7 +323,7 @@ class Verifier:
         if model.digest not in self._plans:
             self._plans[model.digest] = MeterPlan(model)
         plan = self._plans[model.digest]
-        units = plan.units({e.spec.name: e.spec.shape for e in receipt.inputs.entries})
+        units = plan.units(receipt.inputs.tensor_shapes())
         if units != receipt.meter.units:
             raise DigestMismatchError(
                 f"meter mismatch: the receipt claims {receipt.meter.units} compute units, "
@@ -349,6 +347,7 @@ class Verifier:
 
         def runtime() -> Mapping[str, object]:  # (10) runtime
             holder["runner"] = self._runner(model, receipt.runtime.settings)
+            holder["model"] = model
             local = holder["runner"].profile
             holder["exact"] = local.identity == receipt.runtime.identity
             return {
@@ -378,7 +377,7 @@ class Verifier:
         inputs: TensorMap,
         claimed: TensorMap | None,
     ) -> Mapping[str, object]:  # (11) outputs
-        recomputed = holder["runner"].run(model_inputs(inputs))
+        recomputed = holder["runner"].run(holder["model"].check_inputs(inputs))
         if holder["exact"]:
             got = TensorMapDigest.of(recomputed)
             rows = (
@@ -395,7 +394,7 @@ class Verifier:
                 )
             return {
                 "comparison": "bit-exact",
-                "outputs": rows or [e.spec.name for e in got.entries],
+                "outputs": rows or [e.name for e in got.entries],
             }
         if claimed is None:
             raise ReexecutionError(
@@ -427,10 +426,6 @@ class _State:
     outputs_ok: bool = False
 
 
-def model_inputs(inputs: TensorMap) -> dict[str, np.ndarray[Any, Any]]:
-    return {name: np.asarray(array) for name, array in inputs.items()}
-
-
 def _allowed_rungs(model: object, inputs: object, outputs: object) -> tuple[str, ...]:
     if model is not None and inputs is not None:
         return RUNGS
@@ -460,11 +455,8 @@ def _differing(expected: TensorMapDigest, actual: TensorMapDigest) -> list[str]:
     notes += [f"{n} not in the receipt" for n in sorted(set(got) - set(want))]
     for name in sorted(set(want) & set(got)):
         w, g = want[name], got[name]
-        if w.spec != g.spec:
-            notes.append(
-                f"{name} is {g.spec.elem_type}{list(g.spec.shape)}, "
-                f"the receipt says {w.spec.elem_type}{list(w.spec.shape)}"
-            )
+        if w.describe() != g.describe():
+            notes.append(f"{name} is {g.describe()}, the receipt says {w.describe()}")
         elif w.digest != g.digest:
             notes.append(f"{name} differs")
     return notes or ["tensor-map digest differs"]

@@ -36,6 +36,7 @@ from receipts import (
     load_model_bytes,
     load_tensors,
 )
+from receipts.digests import flat_tensors
 from receipts.tensors import elem_type_of
 from tests.conftest import FIXTURES, fixture_key
 
@@ -77,21 +78,19 @@ ORT_DIVERGES = {
 }
 
 
-def _tensor_io(model: onnx.ModelProto) -> bool:
-    values = [*model.graph.input, *model.graph.output]
-    return all(v.type.WhichOneof("value") == "tensor_type" for v in values)
-
-
-def _as_array(value: Any) -> np.ndarray[Any, Any]:
+def _as_value(value: Any) -> Any:
+    """A case's input or expected output as the library takes it: arrays, lists for sequences."""
     if isinstance(value, onnx.TensorProto):
         return numpy_helper.to_array(value)
-    return np.asarray(value)
+    if isinstance(value, list):
+        return [_as_value(item) for item in value]
+    return None if value is None else np.asarray(value)
 
 
-def _flip_one(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]] | None:
+def _flip_one(outputs: dict[str, Any]) -> dict[str, Any] | None:
     """The outputs with one bit of one element changed (None if every output is empty)."""
-    for name, array in outputs.items():
-        if array.size == 0:
+    for name, array in flat_tensors(outputs).items():
+        if array is None or array.size == 0:
             continue
         changed = array.copy()
         flat = changed.reshape(-1)
@@ -101,14 +100,22 @@ def _flip_one(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[
             flat[0] = not flat[0]
         else:
             flat.view(np.uint8)[0] ^= 1
+        base, _, index = name.partition("[")
+        if index and base in outputs and base != name:
+            items = list(outputs[base])
+            items[int(index.rstrip("]"))] = changed
+            return {**outputs, base: items}
         return {**outputs, name: changed}
     return None
 
 
-def assert_close(
-    actual: np.ndarray[Any, Any], expected: np.ndarray[Any, Any], rtol: float, atol: float
-) -> None:
+def assert_close(actual: Any, expected: Any, rtol: float, atol: float) -> None:
     """The onnx backend runner's comparison: exact for text, allclose otherwise."""
+    if isinstance(expected, list) or isinstance(actual, list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected, strict=True):
+            assert_close(a, e, rtol, atol)
+        return
     if expected.dtype == object or actual.dtype == object:
         np.testing.assert_array_equal(actual.astype(object), expected.astype(object))
         return
@@ -117,9 +124,7 @@ def assert_close(
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
-def round_trip(
-    model: LoadedModel, feeds: dict[str, np.ndarray[Any, Any]]
-) -> dict[str, np.ndarray[Any, Any]]:
+def round_trip(model: LoadedModel, feeds: dict[str, Any]) -> dict[str, Any]:
     """Issue, verify with re-execution, and check a flipped bit is caught; return the outputs."""
     provider = Provider(fixture_key(), clock=FixedClock(NOW))
     try:
@@ -141,14 +146,12 @@ def round_trip(
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c.name for c in NODE_CASES])
 def test_node_case(case: Any) -> None:
-    if not _tensor_io(case.model):
-        pytest.skip("sequence/optional values: receipts v1 carry tensors only (see README, limits)")
     inputs, expected = case.data_sets[0]
-    feeds = {v.name: _as_array(x) for v, x in zip(case.model.graph.input, inputs, strict=False)}
+    feeds = {v.name: _as_value(x) for v, x in zip(case.model.graph.input, inputs, strict=False)}
     outputs = round_trip(load_model_bytes(case.model.SerializeToString()), feeds)
     try:
         for value, want in zip(case.model.graph.output, expected, strict=True):
-            assert_close(outputs[value.name], _as_array(want), case.rtol, case.atol)
+            assert_close(outputs[value.name], _as_value(want), case.rtol, case.atol)
     except AssertionError:
         if case.name in ORT_DIVERGES:
             pytest.xfail("onnxruntime's output differs from the onnx package's expected output")
@@ -197,8 +200,6 @@ def _run_and_verify(model: Path, inputs: Path, out: Path) -> dict[str, np.ndarra
 )
 def test_model_folder(folder: Path, tmp_path: Path) -> None:
     model = onnx.load(folder / "model.onnx")
-    if not _tensor_io(model):
-        pytest.skip("sequence/optional values: receipts v1 carry tensors only (see README, limits)")
     data_set = folder / "test_data_set_0"
     outputs = _run_and_verify(folder / "model.onnx", data_set, tmp_path / "out")
     expected = load_tensors(data_set, prefix="output_", names=[o.name for o in model.graph.output])
