@@ -67,7 +67,7 @@ def test_same_injected_effects_give_the_same_receipt_bytes() -> None:
 
 def test_large_inputs_are_hashed_alongside_the_run() -> None:
     model = fixture_model("mlp")
-    big = {"x": np.random.default_rng(0).standard_normal((8192, 16)).astype(np.float32)}
+    big = {"x": np.random.default_rng(0).standard_normal((32768, 16)).astype(np.float32)}  # 2 MiB
     issued = _provider().session(model).run(big)
     assert Verifier(Policy()).check(issued.to_bytes(), model=model, inputs=big)
 
