@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -189,13 +188,20 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES
         data = model_path.read_bytes()
     except OSError as e:
         raise ModelError(f"cannot read model {model_path}: {e.strerror or e}") from e
-    return load_model_bytes(data, base_dir=model_path.parent, path=model_path)
+    return load_model_bytes(data, base_dir=model_path.parent, path=model_path, max_bytes=max_bytes)
 
 
 def load_model_bytes(
-    data: bytes, *, base_dir: Path | None = None, path: Path | None = None
+    data: bytes,
+    *,
+    base_dir: Path | None = None,
+    path: Path | None = None,
+    max_bytes: int = MAX_MODEL_BYTES,
 ) -> LoadedModel:
-    """Parse and digest a serialized model; ``base_dir`` resolves external data, if any."""
+    """Parse and digest a serialized model; ``base_dir`` resolves external data, if any.
+
+    ``max_bytes`` bounds the model and its external data together: external weights are
+    embedded for the runner, and protobuf cannot hold 2 GiB."""
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -203,7 +209,7 @@ def load_model_bytes(
         raise ModelError(f"{path or 'model'}: not an ONNX model ({e})") from e
     if not proto.HasField("graph"):
         raise ModelError(f"{path or 'model'}: not an ONNX model (no graph)")
-    walker = _Walker(base_dir)
+    walker = _Walker(base_dir, budget=max_bytes - len(data))
     structure = walker.structure(proto)
     model_digest = ModelDigest.build(structure, walker.weights)
     return LoadedModel(
@@ -218,8 +224,9 @@ def load_model_bytes(
 class _Walker:
     """One pass over a ModelProto: canonical structure with weights lifted out as leaves."""
 
-    def __init__(self, base_dir: Path | None) -> None:
+    def __init__(self, base_dir: Path | None, budget: int) -> None:
         self.base_dir = base_dir
+        self.budget = budget  # bytes of external data still allowed
         self.weights: list[WeightLeaf] = []
         self.externals = 0
 
@@ -236,43 +243,46 @@ class _Walker:
         is_tensor = msg.DESCRIPTOR.full_name == "onnx.TensorProto"
         if is_tensor:
             self._weight(msg, path)
+        fields = [
+            (field, value)
+            for field, value in msg.ListFields()
+            if field.name != "doc_string" and not (is_tensor and field.name in _STORAGE_FIELDS)
+        ]
+        # Float fields hash by their stored bits, read from the wire: Python floats would
+        # quiet a signalling NaN and merge two models onnxruntime tells apart.
+        floats = _float_bits(msg) if any(f.type in _FLOAT_WIDTH for f, _ in fields) else {}
         out: dict[str, object] = {}
-        for field, value in msg.ListFields():
-            name = field.name
-            if name == "doc_string" or (is_tensor and name in _STORAGE_FIELDS):
-                continue
-            sub = f"{path}/{name}" if path else name
-            if field.is_repeated:
-                out[name] = [self._field(field, v, f"{sub}/{i}") for i, v in enumerate(value)]
+        for field, value in fields:
+            sub = f"{path}/{field.name}" if path else field.name
+            if field.type in _FLOAT_WIDTH:
+                bits = floats.get(field.number, [])
+                out[field.name] = bits if field.is_repeated else bits[-1]
+            elif field.type != FieldDescriptor.TYPE_MESSAGE:
+                out[field.name] = list(value) if field.is_repeated else value
+            elif field.is_repeated:
+                out[field.name] = [self._message(v, f"{sub}/{i}") for i, v in enumerate(value)]
             else:
-                out[name] = self._field(field, value, sub)
+                out[field.name] = self._message(value, sub)
         return out
 
-    def _field(self, field: FieldDescriptor, value: Any, path: str) -> object:
-        kind = field.type
-        if kind == FieldDescriptor.TYPE_MESSAGE:
-            return self._message(value, path)
-        if kind == FieldDescriptor.TYPE_FLOAT:
-            return struct.pack("<f", value)
-        if kind == FieldDescriptor.TYPE_DOUBLE:
-            return struct.pack("<d", value)
-        return value
-
     def _weight(self, tensor: onnx.TensorProto, path: str) -> None:
+        where = f"weight {path} ({tensor.name!r})"
         try:
             etype = elem_type_of_onnx(tensor.data_type)
             shape = tuple(int(d) for d in tensor.dims)
             count = element_count(shape)
+        except LimitError as e:
+            raise LimitError(f"{where}: {e}") from e
         except InputError as e:
-            raise ModelError(f"weight {path} ({tensor.name!r}): {e}") from e
+            raise ModelError(f"{where}: {e}") from e
         h = hasher("tensor")
         h.update(tensor_header(etype.name, shape))
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            self._external(tensor, etype, count, path, h)
+            self._external(tensor, etype, count, where, h)
         elif tensor.HasField("raw_data") and etype.name != "string":
-            if len(tensor.raw_data) != byte_length(etype, count):
-                raise ModelError(f"weight {path} ({tensor.name!r}): raw_data has the wrong length")
-            h.update(tensor.raw_data)
+            raw = tensor.raw_data
+            _check_raw(raw, etype, count, where)
+            h.update(raw)
         else:
             self._typed(tensor, etype, count, path, h)
         self.weights.append(
@@ -288,21 +298,27 @@ class _Walker:
     def _typed(
         self, tensor: onnx.TensorProto, etype: ElemType, count: int, path: str, h: Any
     ) -> None:
-        try:
-            array = numpy_helper.to_array(tensor)
-        except (ValueError, TypeError, AttributeError) as e:
-            raise ModelError(f"weight {path} ({tensor.name!r}): unreadable ({e})") from e
-        if array.size != count:
-            raise ModelError(f"weight {path} ({tensor.name!r}): holds {array.size} of {count}")
-        if etype.name == "string":
-            array = np.asarray(list(tensor.string_data), dtype=object).reshape(array.shape)
+        where = f"weight {path} ({tensor.name!r})"
+        if etype.name == "string":  # ONNX strings are bytes: hash them as stored, UTF-8 or not
+            if len(tensor.string_data) != count:
+                raise ModelError(f"{where}: holds {len(tensor.string_data)} of {count} strings")
+            array = np.empty(count, dtype=object)
+            array[:] = list(tensor.string_data)
+        else:
+            try:
+                array = numpy_helper.to_array(tensor)
+            except (ValueError, TypeError, AttributeError) as e:
+                raise ModelError(f"{where}: unreadable ({e})") from e
+            if array.size != count:
+                raise ModelError(f"{where}: holds {array.size} of {count} elements")
         for chunk in canonical_chunks(array):
             h.update(chunk)
 
     def _external(
-        self, tensor: onnx.TensorProto, etype: ElemType, count: int, path: str, h: Any
+        self, tensor: onnx.TensorProto, etype: ElemType, count: int, where: str, h: Any
     ) -> None:
-        where = f"weight {path} ({tensor.name!r})"
+        if etype.name == "string":
+            raise ModelError(f"{where}: string weights cannot be stored as external data")
         info = {entry.key: entry.value for entry in tensor.external_data}
         file = self._confined(info.get("location", ""), where)
         expected = byte_length(etype, count)
@@ -313,11 +329,15 @@ class _Walker:
             raise ModelError(f"{where}: bad external data offset or length") from e
         if offset < 0 or length != expected:
             raise ModelError(f"{where}: external data length {length}, expected {expected}")
+        self.budget -= length
+        if self.budget < 0:
+            raise LimitError(f"{where}: the model and its external data exceed the size limit")
         with file.open("rb") as f:
             f.seek(offset)
             data = f.read(length)
         if len(data) != length:
             raise ModelError(f"{where}: external file {file.name} ends early")
+        _check_raw(data, etype, count, where)
         h.update(data)
         # Embed the bytes we hashed so the runner loads exactly them, not a re-read file.
         tensor.ClearField("external_data")
@@ -340,6 +360,58 @@ class _Walker:
         return file
 
 
+_FLOAT_WIDTH = {FieldDescriptor.TYPE_FLOAT: 4, FieldDescriptor.TYPE_DOUBLE: 8}
+
+
+def _float_bits(msg: Any) -> dict[int, list[bytes]]:
+    """The little-endian bytes of every float and double field of ``msg``, by field number,
+    scanned from its wire encoding (packed or not)."""
+    widths = {
+        f.number: _FLOAT_WIDTH[f.type] for f in msg.DESCRIPTOR.fields if f.type in _FLOAT_WIDTH
+    }
+    data = msg.SerializeToString(deterministic=True)
+    found: dict[int, list[bytes]] = {}
+    i = 0
+    while i < len(data):
+        tag, i = _varint(data, i)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+            continue
+        if wire == 2:
+            size, i = _varint(data, i)
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+        else:
+            raise ModelError(f"unexpected protobuf wire type {wire}")
+        chunk, i = data[i : i + size], i + size
+        width = widths.get(number)
+        if width is not None:
+            found.setdefault(number, []).extend(chunk[k : k + width] for k in range(0, size, width))
+    return found
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _check_raw(data: bytes, etype: ElemType, count: int, where: str) -> None:
+    """Raw bytes must be the canonical bytes: right length, booleans 0 or 1, no padding bits."""
+    if len(data) != byte_length(etype, count):
+        raise ModelError(f"{where}: raw data has the wrong length")
+    if etype.name == "bool" and data.translate(None, b"\x00\x01"):
+        raise ModelError(f"{where}: boolean bytes other than 0 and 1")
+    per_byte = 8 // etype.bits if etype.bits < 8 else 0
+    if per_byte and count % per_byte and data[-1] >> (etype.bits * (count % per_byte)):
+        raise ModelError(f"{where}: padding bits set in the last byte")
+
+
 def _describe(spec: ValueSpec) -> str:
     dims = "?" if spec.shape is None else ",".join("?" if d is None else str(d) for d in spec.shape)
     return f"{spec.elem_type or '?'}[{dims}]"
@@ -353,13 +425,21 @@ def _check_value(spec: ValueSpec, value: object) -> Value:
         if not isinstance(value, list | tuple):
             raise TensorError(f"input {name!r} is a sequence; pass a list of arrays")
         return [
-            _check_tensor(spec, np.asarray(item), f"{name}[{i}]") for i, item in enumerate(value)
+            _check_tensor(spec, _as_array(item, f"{name}[{i}]"), f"{name}[{i}]")
+            for i, item in enumerate(value)
         ]
     if spec.kind in ("tensor", "optional"):
-        return _check_tensor(spec, np.asarray(value), name)
+        return _check_tensor(spec, _as_array(value, name), name)
     raise TensorError(
         f"input {name!r} is an ONNX {spec.kind}; receipts carry tensors and sequences"
     )
+
+
+def _as_array(value: object, name: str) -> np.ndarray[Any, Any]:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nesting, objects NumPy cannot hold
+        raise TensorError(f"input {name!r} is not a tensor ({e})") from e
 
 
 def _check_tensor(spec: ValueSpec, array: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
