@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from receipts import codec
-from receipts.errors import MalformedError
+from receipts.errors import MalformedError, TensorError
 from receipts.tensors import TensorSpec, canonical_chunks, elem_type_of
 
 DOMAIN = b"inference-receipts/v1/"
@@ -167,6 +167,12 @@ def item_names(name: str, count: int) -> list[str]:
 
 def value_entry(name: str, value: object) -> Entry:
     """The entry of one named value (arrays, lists of arrays, or None)."""
+    if isinstance(value, dict) or (
+        isinstance(value, list | tuple) and any(isinstance(v, dict) for v in value)
+    ):
+        raise TensorError(
+            f"{name!r} is an ONNX map; receipts carry tensors, sequences and optionals"
+        )
     if value is None:
         return NoneEntry(name=name)
     if isinstance(value, list | tuple):

@@ -100,3 +100,8 @@ def test_sequence_inputs_must_be_lists_of_the_declared_type() -> None:
     with pytest.raises(TensorError, match="is float64"):
         model.check_inputs({"x": np.zeros((2, 8))})
     assert model.outputs[0].kind == "sequence"
+
+
+def test_map_values_are_refused_with_a_clear_message() -> None:
+    with pytest.raises(TensorError, match="ONNX map"):
+        TensorMapDigest.of({"probabilities": [{"cat": 0.5, "dog": 0.5}]})
