@@ -38,8 +38,8 @@ from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
 from receipts.receipt import Receipt, receipt_id
+from receipts.report import RUNGS
 from receipts.runtime import OPT_LEVELS
-from receipts.verifier import RUNGS
 from receipts.verifier import TensorMap as TensorMapType
 
 EXIT_FAILED = 1

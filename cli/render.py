@@ -13,7 +13,7 @@ from receipts.envelope import Envelope
 from receipts.model import LoadedModel
 from receipts.provider import Issued
 from receipts.receipt import Receipt
-from receipts.verifier import Report, Status
+from receipts.report import Report, Status
 
 _MARK = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.NOT_RUN: "----"}
 

@@ -9,7 +9,8 @@ signed receipt; a verifier checks it rung by rung (signature, digests, re-execut
     report = Verifier(Policy()).check(issued.to_bytes(), model=model, inputs={"x": x})
 
 Layers, bottom up: codec, digests, tensors, merkle (formats); model, keys, envelope, receipt;
-runtime, meter (execution); provider (issuance); verifier, tolerance (verification).
+runtime, meter, signature (execution); provider (issuance); verifier, report, tolerance
+(verification).
 """
 
 from receipts.digests import Digest, TensorMapDigest, tensor_digest
@@ -37,10 +38,11 @@ from receipts.meter import Meter, MeterPlan, Price
 from receipts.model import LoadedModel, load_model, load_model_bytes
 from receipts.provider import Issued, ModelSession, Provider
 from receipts.receipt import Receipt, receipt_id
+from receipts.report import Policy, Report, Status, VerifiedReceipt
 from receipts.runtime import OrtRunner, Runner, RuntimeProfile, RuntimeSettings
 from receipts.tensorfiles import load_tensors, save_npz
 from receipts.tolerance import Tolerance
-from receipts.verifier import Policy, Report, Status, VerifiedReceipt, Verifier
+from receipts.verifier import Verifier
 
 __all__ = [
     "Clock",

@@ -14,7 +14,7 @@ from typing import Any
 from receipts.digests import Entry, SequenceEntry, TensorEntry, TensorMapDigest
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
-from receipts.verifier import Report
+from receipts.report import Report
 
 
 def tensors_json(tensors: TensorMapDigest) -> dict[str, Any]:

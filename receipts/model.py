@@ -38,11 +38,11 @@ from onnx import numpy_helper
 from receipts import codec, merkle
 from receipts.digests import Digest, Value, hasher, tensor_header
 from receipts.errors import InputError, LimitError, ModelError, TensorError
+from receipts.signature import check_value, describe, value_spec
 from receipts.tensors import (
     ElemType,
     byte_length,
     canonical_chunks,
-    elem_type_of,
     elem_type_of_onnx,
     element_count,
 )
@@ -75,16 +75,6 @@ class WeightLeaf:
 
     def leaf_data(self) -> bytes:
         return codec.encode({"kind": "weight", "path": self.path, "digest": self.digest.value})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ValueSpec:
-    """A graph input or output as the model declares it (``None`` dims are symbolic)."""
-
-    name: str
-    kind: str  # "tensor", "sequence", "optional", or an ONNX kind receipts do not carry ("map")
-    elem_type: str | None
-    shape: tuple[int | None, ...] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,11 +127,9 @@ class LoadedModel:
         self._embedded_externals = embedded_externals
         initializers = {t.name for t in proto.graph.initializer}
         initializers |= {t.values.name for t in proto.graph.sparse_initializer}
-        self.inputs = tuple(_value_spec(v) for v in proto.graph.input if v.name not in initializers)
-        self.overridable = tuple(
-            _value_spec(v) for v in proto.graph.input if v.name in initializers
-        )
-        self.outputs = tuple(_value_spec(v) for v in proto.graph.output)
+        self.inputs = tuple(value_spec(v) for v in proto.graph.input if v.name not in initializers)
+        self.overridable = tuple(value_spec(v) for v in proto.graph.input if v.name in initializers)
+        self.outputs = tuple(value_spec(v) for v in proto.graph.output)
 
     @property
     def digest(self) -> Digest:
@@ -170,8 +158,8 @@ class LoadedModel:
             raise TensorError(f"unknown input {unknown[0]!r}; the model's inputs are {expected}")
         for spec in self.inputs:
             if spec.name not in inputs:
-                raise TensorError(f"missing input {spec.name!r} ({_describe(spec)})")
-        return {name: _check_value(declared[name], value) for name, value in inputs.items()}
+                raise TensorError(f"missing input {spec.name!r} ({describe(spec)})")
+        return {name: check_value(declared[name], value) for name, value in inputs.items()}
 
     @property
     def weights(self) -> tuple[WeightLeaf, ...]:
@@ -410,73 +398,3 @@ def _check_raw(data: bytes, etype: ElemType, count: int, where: str) -> None:
     per_byte = 8 // etype.bits if etype.bits < 8 else 0
     if per_byte and count % per_byte and data[-1] >> (etype.bits * (count % per_byte)):
         raise ModelError(f"{where}: padding bits set in the last byte")
-
-
-def _describe(spec: ValueSpec) -> str:
-    dims = "?" if spec.shape is None else ",".join("?" if d is None else str(d) for d in spec.shape)
-    return f"{spec.elem_type or '?'}[{dims}]"
-
-
-def _check_value(spec: ValueSpec, value: object) -> Value:
-    name = spec.name
-    if spec.kind == "optional" and value is None:
-        return None
-    if spec.kind == "sequence" or (spec.kind == "optional" and isinstance(value, list | tuple)):
-        if not isinstance(value, list | tuple):
-            raise TensorError(f"input {name!r} is a sequence; pass a list of arrays")
-        return [
-            _check_tensor(spec, _as_array(item, f"{name}[{i}]"), f"{name}[{i}]")
-            for i, item in enumerate(value)
-        ]
-    if spec.kind in ("tensor", "optional"):
-        return _check_tensor(spec, _as_array(value, name), name)
-    raise TensorError(
-        f"input {name!r} is an ONNX {spec.kind}; receipts carry tensors and sequences"
-    )
-
-
-def _as_array(value: object, name: str) -> np.ndarray[Any, Any]:
-    try:
-        return np.asarray(value)
-    except (ValueError, TypeError) as e:  # ragged nesting, objects NumPy cannot hold
-        raise TensorError(f"input {name!r} is not a tensor ({e})") from e
-
-
-def _check_tensor(spec: ValueSpec, array: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
-    actual = elem_type_of(array).name
-    if spec.elem_type is not None and actual != spec.elem_type:
-        raise TensorError(f"input {name!r} is {actual}; the model expects {_describe(spec)}")
-    if spec.shape is not None and (
-        len(spec.shape) != array.ndim
-        or any(d is not None and d != a for d, a in zip(spec.shape, array.shape, strict=True))
-    ):
-        shape = list(array.shape)
-        raise TensorError(f"input {name!r} has shape {shape}; the model expects {_describe(spec)}")
-    return array
-
-
-def _value_spec(info: onnx.ValueInfoProto) -> ValueSpec:
-    """What a graph input or output declares: kind, and for tensors (or the tensors inside a
-    sequence or optional) element type and shape."""
-    kind = info.type.WhichOneof("value") or "undefined"
-    proto = info.type
-    wrapped = {"tensor_type": "tensor", "sequence_type": "sequence", "optional_type": "optional"}
-    if kind not in wrapped:
-        return ValueSpec(
-            name=info.name, kind=kind.removesuffix("_type"), elem_type=None, shape=None
-        )
-    inner = proto
-    while inner.WhichOneof("value") in ("sequence_type", "optional_type"):
-        holder = getattr(inner, inner.WhichOneof("value"))
-        inner = holder.elem_type
-    if inner.WhichOneof("value") != "tensor_type":
-        return ValueSpec(name=info.name, kind=wrapped[kind], elem_type=None, shape=None)
-    tt = inner.tensor_type
-    try:
-        etype: str | None = elem_type_of_onnx(tt.elem_type).name if tt.elem_type else None
-    except InputError:
-        etype = None
-    shape = None
-    if tt.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return ValueSpec(name=info.name, kind=wrapped[kind], elem_type=etype, shape=shape)

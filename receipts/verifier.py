@@ -27,8 +27,7 @@ reexec rung
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
 from receipts.digests import Digest, TensorMapDigest, Value
@@ -36,7 +35,6 @@ from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
 from receipts.errors import (
     DigestMismatchError,
-    MalformedError,
     PolicyError,
     ReceiptsError,
     ReexecutionError,
@@ -46,105 +44,20 @@ from receipts.keys import PublicKey
 from receipts.meter import MeterPlan
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
+from receipts.report import (
+    RUNGS,
+    Policy,
+    Report,
+    RungResult,
+    Status,
+    StepResult,
+    VerifiedReceipt,
+)
 from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
-from receipts.tolerance import Tolerance, compare_outputs
+from receipts.tolerance import compare_outputs
 
-RUNGS = ("signature", "digests", "reexec")
 _RUNNER_CACHE = 4  # onnxruntime sessions kept per verifier, most recently used
 TensorMap = Mapping[str, Value]
-
-
-class Status(Enum):
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_RUN = "not run"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Policy:
-    """What the verifier accepts and which rungs must pass.
-
-    ``trusted_keys=None`` accepts the key embedded in the envelope (reported as unpinned).
-    ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``).
-    """
-
-    trusted_keys: tuple[PublicKey, ...] | None = None
-    required: tuple[str, ...] | None = None
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
-    max_future_skew_ms: int = 5 * 60 * 1000
-    max_age_ms: int | None = None
-
-    def tolerance_for(self, output: str) -> Tolerance:
-        return self.output_tolerances.get(output, self.tolerance)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.required or ()) - set(RUNGS)
-        if unknown:
-            raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepResult:
-    """One numbered step: what happened, why, and (for failures) the typed error."""
-
-    step: str
-    status: Status
-    reason: str = ""
-    error: ReceiptsError | None = None
-    details: Mapping[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RungResult:
-    rung: str
-    steps: tuple[StepResult, ...]
-
-    @property
-    def status(self) -> Status:
-        statuses = {s.status for s in self.steps}
-        if Status.FAILED in statuses:
-            return Status.FAILED
-        return Status.PASSED if Status.PASSED in statuses else Status.NOT_RUN
-
-    def failures(self) -> list[StepResult]:
-        return [s for s in self.steps if s.status is Status.FAILED]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Report:
-    """The verdict: per-rung results; true when every required rung passed."""
-
-    receipt_id: Digest | None
-    receipt: Receipt | None
-    key: PublicKey | None
-    key_pinned: bool
-    required: tuple[str, ...]
-    rungs: tuple[RungResult, ...]
-
-    def rung(self, name: str) -> RungResult:
-        return next(r for r in self.rungs if r.rung == name)
-
-    def __bool__(self) -> bool:
-        return all(self.rung(name).status is Status.PASSED for name in self.required)
-
-    def first_error(self) -> ReceiptsError:
-        for rung in self.rungs:
-            for step in rung.failures():
-                assert step.error is not None
-                return step.error
-        missing = [n for n in self.required if self.rung(n).status is not Status.PASSED]
-        return PolicyError(f"required rung(s) did not run: {', '.join(missing)}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedReceipt:
-    """A receipt that passed every required rung, with the key that signed it."""
-
-    receipt: Receipt
-    receipt_id: Digest
-    key: PublicKey
-    report: Report
 
 
 class _Steps:

@@ -33,12 +33,12 @@ from receipts.digests import Digest, tensor_digest
 from receipts.errors import InputError, LimitError, ModelError, TensorError, VerificationError
 from receipts.model import (
     LoadedModel,
-    ValueSpec,
     load_model,
     load_model_bytes,
     structure_leaf_data,
 )
 from receipts.runtime import OrtRunner, RuntimeSettings
+from receipts.signature import ValueSpec
 from receipts.tensors import ELEM_TYPES
 from tests.conftest import FIXTURES
 

@@ -1,0 +1,115 @@
+"""The verifier's values: the policy it applies and the report it returns (verification layer).
+
+``Policy`` says which rungs must pass and with what bounds; ``Report`` holds one ``RungResult``
+per rung, each with its numbered ``StepResult``s (the numbering is in ``receipts.verifier``).
+
+    report = Verifier(Policy(required=("signature", "digests"))).check(data, outputs=outputs)
+    bool(report), report.rung("digests").failures()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from receipts.digests import Digest
+from receipts.errors import MalformedError, PolicyError, ReceiptsError
+from receipts.keys import PublicKey
+from receipts.receipt import Receipt
+from receipts.tolerance import Tolerance
+
+RUNGS = ("signature", "digests", "reexec")
+
+
+class Status(Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """What the verifier accepts and which rungs must pass.
+
+    ``trusted_keys=None`` accepts the key embedded in the envelope (reported as unpinned).
+    ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``).
+    """
+
+    trusted_keys: tuple[PublicKey, ...] | None = None
+    required: tuple[str, ...] | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    max_future_skew_ms: int = 5 * 60 * 1000
+    max_age_ms: int | None = None
+
+    def tolerance_for(self, output: str) -> Tolerance:
+        return self.output_tolerances.get(output, self.tolerance)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.required or ()) - set(RUNGS)
+        if unknown:
+            raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    """One numbered step: what happened, why, and (for failures) the typed error."""
+
+    step: str
+    status: Status
+    reason: str = ""
+    error: ReceiptsError | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RungResult:
+    rung: str
+    steps: tuple[StepResult, ...]
+
+    @property
+    def status(self) -> Status:
+        statuses = {s.status for s in self.steps}
+        if Status.FAILED in statuses:
+            return Status.FAILED
+        return Status.PASSED if Status.PASSED in statuses else Status.NOT_RUN
+
+    def failures(self) -> list[StepResult]:
+        return [s for s in self.steps if s.status is Status.FAILED]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """The verdict: per-rung results; true when every required rung passed."""
+
+    receipt_id: Digest | None
+    receipt: Receipt | None
+    key: PublicKey | None
+    key_pinned: bool
+    required: tuple[str, ...]
+    rungs: tuple[RungResult, ...]
+
+    def rung(self, name: str) -> RungResult:
+        return next(r for r in self.rungs if r.rung == name)
+
+    def __bool__(self) -> bool:
+        return all(self.rung(name).status is Status.PASSED for name in self.required)
+
+    def first_error(self) -> ReceiptsError:
+        for rung in self.rungs:
+            for step in rung.failures():
+                assert step.error is not None
+                return step.error
+        missing = [n for n in self.required if self.rung(n).status is not Status.PASSED]
+        return PolicyError(f"required rung(s) did not run: {', '.join(missing)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedReceipt:
+    """A receipt that passed every required rung, with the key that signed it."""
+
+    receipt: Receipt
+    receipt_id: Digest
+    key: PublicKey
+    report: Report
