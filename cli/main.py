@@ -33,7 +33,8 @@ from receipts import (
     load_model,
     load_tensors,
 )
-from receipts.envelope import Envelope
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.files import read_limited
 from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
@@ -57,7 +58,7 @@ class ReceiptsGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             code = EXIT_USAGE if isinstance(e, InputError) else EXIT_FAILED
-            click.echo(f"receipts: error: {e}", err=True)
+            click.echo(f"receipts: error: {render.safe(str(e))}", err=True)
             ctx.exit(code)
         except OSError as e:  # a file we were pointed at vanished or is unreadable
             if ctx.params.get("debug"):
@@ -169,6 +170,8 @@ def run(
     multiple=True,
     help="Trusted provider public key (repeatable).",
 )
+@click.option("--max-age", type=click.IntRange(0), help="Refuse receipts issued over SECONDS ago.")
+@click.option("--exact", is_flag=True, help="Require bit-exact re-execution (no tolerance).")
 @json_option
 @click.pass_context
 def verify(
@@ -181,6 +184,8 @@ def verify(
     rtol: float,
     atol: float,
     providers: tuple[Path, ...],
+    max_age: int | None,
+    exact: bool,
     as_json: bool,
 ) -> None:
     """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed."""
@@ -188,14 +193,23 @@ def verify(
     _check_material(mode, model, inputs, outputs)
     rungs = RUNGS[: RUNGS.index(mode) + 1]
     trusted = tuple(PublicKey.load(p) for p in providers) or None
-    policy = Policy(trusted_keys=trusted, required=rungs, tolerance=Tolerance(rtol=rtol, atol=atol))
+    policy = Policy(
+        trusted_keys=trusted,
+        required=rungs,
+        tolerance=Tolerance(rtol=rtol, atol=atol),
+        max_age_ms=None if max_age is None else max_age * 1000,
+        exact=exact,
+    )
     loaded = load_model(model) if model and mode != "signature" else None
     names_in = [v.name for v in loaded.inputs] if loaded else None
     names_out = [v.name for v in loaded.outputs] if loaded else None
     input_arrays = _tensors(inputs, "input_", names_in, mode)
     output_arrays = _tensors(outputs, "output_", names_out, mode)
     report = Verifier(policy).check(
-        receipt.read_bytes(), model=loaded, inputs=input_arrays, outputs=output_arrays
+        read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"),
+        model=loaded,
+        inputs=input_arrays,
+        outputs=output_arrays,
     )
     if as_json:
         click.echo(json.dumps(report_json(report), indent=2))
@@ -247,8 +261,7 @@ def _exit_code(report: Any) -> int:
 @json_option
 def inspect(receipt: Path, as_json: bool) -> None:
     """Show the decoded RECEIPT (its signature is not checked; use verify)."""
-    data = receipt.read_bytes()
-    envelope = Envelope.from_bytes(data)
+    envelope = Envelope.from_bytes(read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"))
     decoded = Receipt.decode(envelope.payload)
     if as_json:
         view = {

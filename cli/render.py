@@ -30,7 +30,7 @@ def model_summary(model: LoadedModel) -> str:
 
 def _tensors(label: str, tensors: TensorMapDigest) -> list[str]:
     lines = [f"{label:<12} {tensors.digest}"]
-    lines += [f"  {e.name}: {e.describe()} {e.digest}" for e in tensors.entries]
+    lines += [f"  {safe(e.name)}: {e.describe()} {e.digest}" for e in tensors.entries]
     return lines
 
 
@@ -50,17 +50,27 @@ def issued_summary(issued: Issued, receipt_path: Path, outputs_path: Path) -> st
 
 def _meter(receipt: Receipt) -> str:
     m = receipt.meter
-    return (
-        f"{m.units} units x {m.price.unit_price} + {m.price.base_fee} = {m.amount} {m.price.asset}"
-    )
+    price = f"{m.units} units x {m.price.unit_price} + {m.price.base_fee}"
+    return f"{price} = {m.amount} {safe(m.price.asset)}"
+
+
+def _when(ms: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return "(outside the calendar)"
+
+
+def safe(text: str) -> str:
+    """Text from a receipt, with control characters escaped so it cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def receipt_text(receipt: Receipt, rid: Digest, envelope: Envelope) -> str:
-    issued = dt.datetime.fromtimestamp(receipt.issued_at / 1000, tz=dt.UTC)
     lines = [
         f"receipt      {rid}   (signature NOT checked; use `receipts verify`)",
         f"provider     {receipt.provider.hex()} ({envelope.signature.public_key.scheme})",
-        f"issued at    {issued.isoformat(timespec='milliseconds')} ({receipt.issued_at} ms)",
+        f"issued at    {_when(receipt.issued_at)} ({receipt.issued_at} ms)",
         f"nonce        {receipt.nonce.hex()}",
     ]
     if receipt.request is not None:
@@ -87,7 +97,7 @@ def report_table(report: Report) -> str:
         for step in rung.steps:
             text = f"    {_MARK[step.status]}  {step.step}"
             if step.reason:
-                text += f": {step.reason}"
+                text += f": {safe(step.reason)}"
             elif "comparison" in step.details:
                 text += f": {step.details['comparison']}"
             lines.append(text)
@@ -109,7 +119,8 @@ def _output_rows(details: object) -> list[str]:
             continue
         if "max_abs_error" in row:
             errors = f"max abs error {row['max_abs_error']:.3g}, rel {row['max_rel_error']:.3g}"
-            out.append(f"{row['name']}: {row.get('comparison')}, {errors}, {row['mismatches']} off")
+            name = safe(str(row["name"]))
+            out.append(f"{name}: {row.get('comparison')}, {errors}, {row['mismatches']} off")
         elif "reason" in row:
-            out.append(f"{row['name']}: {row['reason']}")
+            out.append(f"{safe(str(row['name']))}: {row['reason']}")
     return out

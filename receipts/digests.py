@@ -133,6 +133,7 @@ class SequenceEntry:
     digest: Digest = field(init=False)
 
     def __post_init__(self) -> None:
+        _check_name(self.name)
         if [item.name for item in self.items] != item_names(self.name, len(self.items)):
             raise MalformedError(f"sequence {self.name!r}: items must be named {self.name}[i]")
         digest = record_digest("sequence", [item.digest.value for item in self.items])
@@ -150,6 +151,7 @@ class NoneEntry:
     digest: Digest = field(init=False)
 
     def __post_init__(self) -> None:
+        _check_name(self.name)
         object.__setattr__(self, "digest", digest_of("none"))
 
     def describe(self) -> str:
@@ -159,6 +161,11 @@ class NoneEntry:
 Entry = TensorEntry | SequenceEntry | NoneEntry
 # A value a model takes or gives: a tensor, a sequence of tensors, or an empty optional.
 Value = np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode("utf-8")) > 1024:
+        raise MalformedError(f"value name {name[:40]!r} is empty or too long")
 
 
 def item_names(name: str, count: int) -> list[str]:

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from receipts.digests import record_digest
 from receipts.effects import RandomBytes
-from receipts.errors import KeyFileError, MalformedError, SignatureError
-from receipts.files import StorageError, write_new_file
+from receipts.errors import InputError, KeyFileError, MalformedError, SignatureError
+from receipts.files import StorageError, read_limited, write_new_file
 
 SCHEMES = ("ed25519", "secp256k1")
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -244,10 +244,6 @@ class PrivateKey:
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_KEY_FILE + 1)
-    except OSError as e:
-        raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyFileError(f"{path} is too large to be a key file")
-    return data
+        return read_limited(path, _MAX_KEY_FILE, "key file")
+    except InputError as e:
+        raise KeyFileError(str(e)) from e

@@ -38,6 +38,7 @@ from onnx import numpy_helper
 from receipts import codec, merkle
 from receipts.digests import Digest, Value, hasher, tensor_header
 from receipts.errors import InputError, LimitError, ModelError, TensorError
+from receipts.files import read_limited
 from receipts.signature import check_value, describe, value_spec
 from receipts.tensors import (
     ElemType,
@@ -170,12 +171,11 @@ def load_model(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES
     """Read, parse and digest an ONNX model file; external data must stay in its folder."""
     model_path = Path(path)
     try:
-        size = model_path.stat().st_size
-        if size > max_bytes:
-            raise LimitError(f"{model_path}: {size} bytes exceeds the model limit of {max_bytes}")
-        data = model_path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"cannot read model {model_path}: {e.strerror or e}") from e
+        data = read_limited(model_path, max_bytes, "model")
+    except LimitError:
+        raise
+    except InputError as e:
+        raise ModelError(str(e)) from e
     return load_model_bytes(data, base_dir=model_path.parent, path=model_path, max_bytes=max_bytes)
 
 

@@ -24,13 +24,13 @@ from receipts.digests import Digest, TensorMapDigest, Value, flat_tensors
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.errors import MalformedError
-from receipts.files import StorageError, write_atomic
+from receipts.files import StorageError, write_together
 from receipts.keys import Signer
 from receipts.meter import Meter, MeterPlan, Price
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory, RuntimeSettings
-from receipts.tensorfiles import save_npz
+from receipts.tensorfiles import npz_writer
 
 RECEIPT_FILE = "receipt.rcpt"
 OUTPUTS_FILE = "outputs.npz"
@@ -57,14 +57,14 @@ class Issued:
         return self.envelope.to_bytes()
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
-        """Write ``outputs.npz`` then ``receipt.rcpt`` into ``out_dir``; each appears whole."""
+        """Write ``outputs.npz`` and ``receipt.rcpt`` into ``out_dir``, both staged before either
+        replaces an older file, so a failure leaves no half-written or mismatched pair."""
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create {out_dir}: {e.strerror or e}") from e
         outputs, receipt = out_dir / OUTPUTS_FILE, out_dir / RECEIPT_FILE
-        save_npz(outputs, self.outputs)
-        write_atomic(receipt, self.to_bytes())
+        write_together([(outputs, npz_writer(self.outputs)), (receipt, self.to_bytes())])
         return outputs, receipt
 
 

@@ -33,7 +33,9 @@ class Policy:
     """What the verifier accepts and which rungs must pass.
 
     ``trusted_keys=None`` accepts the key embedded in the envelope (reported as unpinned).
-    ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``).
+    ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``);
+    the signature rung is always required. ``exact=True`` refuses tolerance comparison: a receipt
+    from another runtime identity then fails re-execution.
     """
 
     trusted_keys: tuple[PublicKey, ...] | None = None
@@ -42,6 +44,7 @@ class Policy:
     output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     max_future_skew_ms: int = 5 * 60 * 1000
     max_age_ms: int | None = None
+    exact: bool = False
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.output_tolerances.get(output, self.tolerance)
@@ -50,6 +53,10 @@ class Policy:
         unknown = set(self.required or ()) - set(RUNGS)
         if unknown:
             raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
+        if self.required is not None and "signature" not in self.required:
+            raise MalformedError("the signature rung is always required")
+        if self.max_future_skew_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):
+            raise MalformedError("time bounds must not be negative")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

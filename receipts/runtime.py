@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,7 +32,7 @@ import onnxruntime as ort
 
 from receipts.codec import MapReader
 from receipts.digests import Digest, Value, record_digest
-from receipts.errors import MalformedError, RuntimeRefusedError
+from receipts.errors import MalformedError, RuntimeRefusedError, UnsupportedVersionError
 from receipts.model import LoadedModel
 from receipts.tensors import (
     ELEM_TYPES,
@@ -66,6 +67,13 @@ class CpuClass:
 
     arch: str
     isa: str
+
+    def __post_init__(self) -> None:
+        known = (*ISA_CLASSES.get(self.arch, ()), "unknown")
+        if self.isa not in known:
+            raise MalformedError(f"unknown CPU class {self.arch}/{self.isa}")
+        if not self.arch or len(self.arch) > 32 or not self.arch.isprintable():
+            raise MalformedError("CPU architecture must be 1..32 printable characters")
 
     def to_wire(self) -> dict[str, object]:
         return {"arch": self.arch, "isa": self.isa}
@@ -110,6 +118,15 @@ class RuntimeProfile:
     engine_version: str
     execution_provider: str = EXECUTION_PROVIDER
     cpu: CpuClass
+
+    def __post_init__(self) -> None:
+        if (self.engine, self.execution_provider) != (ENGINE, EXECUTION_PROVIDER):
+            raise UnsupportedVersionError(
+                f"runtime {self.engine}/{self.execution_provider} is not supported "
+                f"(only {ENGINE}/{EXECUTION_PROVIDER})"
+            )
+        if not _VERSION.fullmatch(self.engine_version):
+            raise MalformedError(f"engine version {self.engine_version[:40]!r} is not N.N.N")
 
     def to_wire(self) -> dict[str, object]:
         s = self.settings
@@ -171,6 +188,11 @@ _ARM_CLASSES = (
     ("neon-i8mm", {"i8mm"}),
     ("neon-dotprod", {"asimddp"}),
 )
+ISA_CLASSES: dict[str, tuple[str, ...]] = {
+    "x86_64": (*(name for name, _ in _X86_CLASSES), "sse"),
+    "aarch64": (*(name for name, _ in _ARM_CLASSES), "neon"),
+}
+_VERSION = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}")
 
 
 def _isa_class(flags: set[str], table: tuple[tuple[str, set[str]], ...], default: str) -> str:
@@ -336,7 +358,7 @@ def _special(ort_type: str) -> bool:
 def _to_ort_value(array: np.ndarray[Any, Any]) -> Any:
     etype = elem_type_of(array)
     if etype.name not in EXTENDED_TYPES:
-        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+        return ort.OrtValue.ortvalue_from_numpy(np.require(array, requirements="C"))
     value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), etype.onnx)
     data = canonical_bytes(array)
     if data:

@@ -10,6 +10,7 @@ other ONNX kinds (maps) are refused.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,17 @@ def _check_tensor(spec: ValueSpec, array: np.ndarray[Any, Any], name: str) -> np
     ):
         shape = list(array.shape)
         raise TensorError(f"input {name!r} has shape {shape}; the model expects {describe(spec)}")
+    return canonical_array(array)
+
+
+def canonical_array(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The array as its digest sees it: C order, little-endian, booleans 0 or 1. The runner gets
+    this, so two inputs with one digest can never run differently."""
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    array = np.require(array, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    if array.dtype == np.bool_:
+        array = np.asarray(array.view(np.uint8) != 0)  # asarray: 0-d comparisons give scalars
     return array
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -29,7 +29,7 @@ from onnx import numpy_helper
 
 from receipts.digests import Value
 from receipts.errors import InputError, LimitError, TensorError
-from receipts.files import write_atomic
+from receipts.files import read_limited, write_atomic
 from receipts.tensors import ELEM_TYPES, EXTENDED_TYPES, elem_type_of, element_count
 
 MAX_TENSOR_BYTES = 4 << 30
@@ -53,8 +53,10 @@ def load_tensors(
     p = Path(path)
     if p.is_dir():
         return _load_pb_dir(p, prefix, names, max_bytes)
-    if not p.is_file():
+    if not p.exists():
         raise TensorError(f"{p}: no such file or folder")
+    if not p.is_file():
+        raise TensorError(f"{p}: not a regular file")
     return _load_npz(p, max_bytes)
 
 
@@ -74,10 +76,14 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
             if not info.filename.endswith(".npy"):
                 raise TensorError(f"{path}: member {info.filename!r} is not a .npy array")
             name, slot, etype = _split_member(info.filename[:-4])
+            if not name:
+                raise TensorError(f"{path}: member {info.filename!r} has no tensor name")
             try:
                 with archive.open(info) as f:
                     shape, dtype = _npy_header(f)
                     nbytes = element_count(shape) * dtype.itemsize
+                    if nbytes > info.file_size:  # declared larger than the data it carries
+                        raise TensorError(f"{path}: member {info.filename!r} is truncated")
                     total += nbytes
                     if total > max_bytes:
                         raise LimitError(f"{path}: tensors exceed {max_bytes} bytes")
@@ -169,16 +175,19 @@ def _load_pb_dir(path: Path, prefix: str, names: Sequence[str] | None, max_bytes
     result: TensorMap = {}
     total = 0
     for index, file in files:
-        total += file.stat().st_size
-        if total > max_bytes:
-            raise LimitError(f"{path}: tensors exceed {max_bytes} bytes")
+        data = read_limited(file, max_bytes - total, "tensor file")  # LimitError past the budget
+        total += len(data)
         tensor = onnx.TensorProto()
         try:
-            tensor.ParseFromString(file.read_bytes())
+            tensor.ParseFromString(data)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                raise TensorError(f"{file}: tensor files may not point at external data")
             element_count(tuple(tensor.dims))
             array = numpy_helper.to_array(tensor)
-        except (pb_message.DecodeError, ValueError, TypeError, RuntimeError) as e:
+        except (pb_message.DecodeError, ValueError, TypeError, KeyError, RuntimeError) as e:
             raise TensorError(f"{file}: not a TensorProto ({e})") from e
+        except LimitError as e:
+            raise LimitError(f"{file}: {e}") from e
         except InputError as e:
             raise TensorError(f"{file}: {e}") from e
         name = tensor.name or (names[index] if names is not None and index < len(names) else "")
@@ -192,6 +201,11 @@ def _load_pb_dir(path: Path, prefix: str, names: Sequence[str] | None, max_bytes
 
 def save_npz(path: Path, values: Mapping[str, Value]) -> None:
     """Write ``values`` as an uncompressed ``.npz``, atomically."""
+    write_atomic(path, npz_writer(values))
+
+
+def npz_writer(values: Mapping[str, Value]) -> Callable[[BinaryIO], None]:
+    """A function writing ``values`` as an uncompressed ``.npz`` to an open file."""
     stored: dict[str, np.ndarray[Any, Any]] = {}
     for name, value in values.items():
         if value is None:
@@ -210,14 +224,14 @@ def save_npz(path: Path, values: Mapping[str, Value]) -> None:
                 with archive.open(f"{member}.npy", "w", force_zip64=True) as out:
                     np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
 
-    write_atomic(path, write)
+    return write
 
 
 def _stored(member: str, array: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
     etype = elem_type_of(array).name
     if etype in EXTENDED_TYPES:
         bits = np.uint16 if array.dtype.itemsize == 2 else np.uint8
-        return {f"{member}#{etype}": np.ascontiguousarray(array).view(bits)}
+        return {f"{member}#{etype}": np.require(array, requirements="C").view(bits)}
     if etype == "string":
         return {member: np.asarray(array.tolist(), dtype=str).reshape(array.shape)}
     return {member: array}

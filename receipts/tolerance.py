@@ -110,10 +110,13 @@ def _compare_one(
     b = theirs.astype(a.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(a - b)
-        same_special = (np.isnan(a) & np.isnan(b)) | ((a == b) & ~np.isfinite(a))
+        finite = np.isfinite(a)
+        # Where the recomputed value is NaN or infinite the claim must be the same special value
+        # (an infinite bound would otherwise accept anything).
+        same_special = (np.isnan(a) & np.isnan(b)) | (~finite & (a == b))
         diff = np.where(same_special, 0.0, diff)
         bound = tol.atol + tol.rtol * np.abs(a)
-        bad = ~(diff <= bound)
+        bad = np.where(finite, ~(diff <= bound), ~same_special)
         rel = diff / np.maximum(np.abs(a), np.finfo(np.float64).tiny)
     row.update(
         comparison="bit-exact" if exact else "tolerance",

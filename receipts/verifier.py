@@ -135,17 +135,20 @@ class Verifier:
         steps = _Steps()
         self._signature_rung(state, steps)
         signature = steps.take("signature")
+        trusted = state.receipt is not None and signature.status is Status.PASSED
         if "digests" not in required:
             steps.skip("6-9 digests", "not required by the policy")
-        elif state.receipt is not None:
+        elif trusted:
             self._digests_rung(state, steps)
+        else:
+            steps.skip("6-9 digests", "the receipt did not pass the signature rung")
         digests = steps.take("digests")
         if "reexec" not in required:
             steps.skip("10-11 reexec", "not required by the policy")
-        elif state.receipt is not None and signature.status is Status.PASSED:
+        elif trusted:
             self._reexec_rung(state, steps)
         else:
-            steps.skip("10 runtime", "the receipt did not pass the signature rung")
+            steps.skip("10-11 reexec", "the receipt did not pass the signature rung")
         reexec = steps.take("reexec")
         return Report(
             receipt_id=receipt_id(state.envelope.payload) if state.envelope else None,
@@ -228,9 +231,11 @@ class Verifier:
         if model is None:
             steps.skip("9 meter", "no model supplied")
         else:
-            steps.run("9 meter", lambda: self._check_meter(receipt, model))
+            steps.run("9 meter", lambda: self._check_meter(receipt, model, inputs_ok=s.inputs_ok))
 
-    def _check_meter(self, receipt: Receipt, model: LoadedModel) -> Mapping[str, object]:  # (9)
+    def _check_meter(
+        self, receipt: Receipt, model: LoadedModel, *, inputs_ok: bool
+    ) -> Mapping[str, object]:  # (9)
         if model.digest != receipt.model:
             raise DigestMismatchError("meter not recomputed: the model is not the receipt's model")
         if model.digest not in self._plans:
@@ -242,7 +247,12 @@ class Verifier:
                 f"meter mismatch: the receipt claims {receipt.meter.units} compute units, "
                 f"the model and input shapes give {units}"
             )
-        return {"units": units, "amount": receipt.meter.amount, "asset": receipt.meter.price.asset}
+        return {
+            "units": units,
+            "amount": receipt.meter.amount,
+            "asset": receipt.meter.price.asset,
+            "input_shapes": "checked against the inputs" if inputs_ok else "as the receipt states",
+        }
 
     # -- reexec rung ------------------------------------------------------------------------
 
@@ -309,6 +319,11 @@ class Verifier:
                 "comparison": "bit-exact",
                 "outputs": rows or [e.name for e in got.entries],
             }
+        if self.policy.exact:
+            raise ReexecutionError(
+                "runtime identity differs from the receipt's and the policy requires bit-exact "
+                f"re-execution (receipt: {receipt.runtime.describe()})"
+            )
         if claimed is None:
             raise ReexecutionError(
                 "runtime identity differs from the receipt's and no outputs were supplied to "
@@ -357,7 +372,9 @@ def _same_digest(what: str, expected: Digest, actual: Digest) -> Mapping[str, ob
 
 def _same_tensors(what: str, expected: TensorMapDigest, arrays: TensorMap) -> Mapping[str, object]:
     actual = TensorMapDigest.of(arrays)
-    if actual.digest == expected.digest:
+    # Entries, not just the map digest: the receipt's element types and shapes are claims next
+    # to each digest, and metering reads them.
+    if actual.entries == expected.entries:
         return {"digest": str(actual.digest), "tensors": len(actual.entries)}
     raise DigestMismatchError(f"{what} mismatch: {'; '.join(_differing(expected, actual))}")
 
@@ -372,6 +389,8 @@ def _differing(expected: TensorMapDigest, actual: TensorMapDigest) -> list[str]:
             notes.append(f"{name} is {g.describe()}, the receipt says {w.describe()}")
         elif w.digest != g.digest:
             notes.append(f"{name} differs")
+        elif w != g:
+            notes.append(f"{name}: the receipt's element types or shapes do not match the data")
     return notes or ["tensor-map digest differs"]
 
 

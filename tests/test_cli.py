@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import stat
+import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,8 @@ from click.testing import CliRunner, Result
 from onnx import numpy_helper
 
 from cli.main import cli
+from receipts import Envelope, PrivateKey, Provider, Receipt, load_model_bytes
+from receipts.envelope import RECEIPT_PAYLOAD_TYPE
 from tests.conftest import FIXTURES
 
 MODEL = str(FIXTURES / "models" / "mlp.onnx")
@@ -216,3 +222,97 @@ def test_inspect_malformed_exits_2(tmp_path: Path) -> None:
     result = invoke("inspect", str(bad))
     assert result.exit_code == 2
     assert "receipts: error:" in result.stderr
+
+
+def _pb(tensor: onnx.TensorProto, folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "pb_external_absolute",
+        "pb_external_relative",
+        "pb_unknown_dtype",
+        "npz_truncated_member",
+        "npz_empty_name",
+        "fifo_receipt",
+        "device_receipt",
+        "device_model",
+    ],
+)
+def test_hostile_files_exit_2_without_reading_forever(tmp_path: Path, case: str) -> None:
+    args: list[str]
+    if case.startswith("pb_"):
+        tensor = numpy_helper.from_array(np.zeros((1, 16), np.float32), "x")
+        if case == "pb_unknown_dtype":
+            tensor.data_type = 99
+        else:
+            tensor.ClearField("raw_data")
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            location = "/etc/passwd" if case.endswith("absolute") else "conftest.py"
+            tensor.external_data.add(key="location", value=location)
+        folder = _pb(tensor, tmp_path / "in")
+        args = ["run", MODEL, "--input", str(folder), "--key", KEY, "--out", str(tmp_path / "o")]
+    elif case.startswith("npz_"):
+        path = tmp_path / "x.npz"
+        with zipfile.ZipFile(path, "w") as archive:
+            name = ".npy" if case == "npz_empty_name" else "x.npy"
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 30,)}
+            )
+            archive.writestr(name, header.getvalue() + b"\x00" * 16)
+        args = ["run", MODEL, "--input", str(path), "--key", KEY, "--out", str(tmp_path / "o")]
+    elif case == "fifo_receipt":
+        fifo = tmp_path / "pipe.rcpt"
+        os.mkfifo(fifo)
+        args = ["verify", str(fifo)]
+    elif case == "device_receipt":
+        args = ["inspect", "/dev/zero"]
+    else:
+        args = ["digest", "/dev/zero"]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("receipts: error:")
+    assert not (tmp_path / "o").exists()
+
+
+def test_inspect_survives_a_date_past_the_calendar(tmp_path: Path) -> None:
+    payload = Envelope.from_bytes((FIXTURES / "receipts" / "mlp.rcpt").read_bytes()).payload
+    far = replace(Receipt.decode(payload), issued_at=253_402_300_800_000)
+    key = PrivateKey.load(KEY)
+    (tmp_path / "far.rcpt").write_bytes(
+        Envelope.sign(RECEIPT_PAYLOAD_TYPE, far.encode(), key).to_bytes()
+    )
+    result = invoke("inspect", str(tmp_path / "far.rcpt"))
+    assert result.exit_code == 0
+    assert "outside the calendar" in result.stdout
+
+
+def test_max_age_and_exact_options(issued: Path) -> None:
+    receipt = str(issued / "receipt.rcpt")
+    assert invoke("verify", receipt, "--max-age", "3600").exit_code == 0
+    old = CliRunner().invoke(
+        cli, ["verify", str(FIXTURES / "receipts" / "mlp.rcpt"), "--max-age", "60"]
+    )
+    assert old.exit_code == 1
+    assert "ago" in old.stdout
+    exact = invoke("verify", receipt, "--model", MODEL, "--input", INPUTS, "--exact")
+    assert exact.exit_code == 0
+
+
+def test_terminal_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    model = onnx.load(MODEL)
+    evil = "\x1b[2J\x1b[31mPAID"
+    model.graph.output[0].name = evil
+    model.graph.node[-1].output[0] = evil
+    loaded = load_model_bytes(model.SerializeToString())
+    issued = Provider(PrivateKey.load(KEY)).session(loaded).run(dict(np.load(INPUTS)))
+    issued.write(tmp_path / "o")
+    result = invoke("inspect", str(tmp_path / "o" / "receipt.rcpt"))
+    assert result.exit_code == 0
+    assert "\x1b" not in result.stdout
+    assert "\\x1b[2J" in result.stdout

@@ -98,3 +98,39 @@ def test_bfloat16_model_receipt_verifies_through_npz(tmp_path: Path) -> None:
     outputs_file, _ = issued.write(tmp_path)
     outputs = load_tensors(outputs_file)
     assert Verifier(Policy()).check(issued.to_bytes(), model=model, inputs=inputs, outputs=outputs)
+
+
+def _cast_to_int32(input_type: int) -> Any:
+    node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT32)
+    graph = helper.make_graph(
+        [node],
+        "cast",
+        [helper.make_tensor_value_info("x", input_type, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [4])],
+    )
+    return load_model_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
+
+
+@pytest.mark.parametrize(
+    ("input_type", "odd", "canonical"),
+    [
+        (
+            TensorProto.BOOL,
+            np.frombuffer(b"\x02\x01\x00\xff", np.bool_),
+            np.array([1, 1, 0, 1], np.bool_),
+        ),
+        (TensorProto.FLOAT, np.array([1.5, -2, 3, 4], ">f4"), np.array([1.5, -2, 3, 4], "<f4")),
+    ],
+    ids=["bool_bytes_other_than_0_1", "big_endian_floats"],
+)
+def test_inputs_with_one_digest_run_the_same(input_type: int, odd: Any, canonical: Any) -> None:
+    """The runner gets the canonical array, so equal digests can never mean different runs."""
+    model = _cast_to_int32(input_type)
+    from_odd = _provider().session(model).run({"x": odd})
+    from_canonical = _provider().session(model).run({"x": canonical})
+    assert from_odd.receipt.inputs == from_canonical.receipt.inputs
+    assert from_odd.receipt.outputs == from_canonical.receipt.outputs
+    for inputs in ({"x": odd}, {"x": canonical}):
+        assert Verifier(Policy()).check(from_odd.to_bytes(), model=model, inputs=inputs)

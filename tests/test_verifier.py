@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace as dc_replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from receipts import (
     DigestMismatchError,
     FixedClock,
     LoadedModel,
+    MalformedError,
     Policy,
     PolicyError,
     Price,
@@ -27,9 +29,14 @@ from receipts import (
     Tolerance,
     Verifier,
 )
+from receipts.digests import TensorEntry, TensorMapDigest
 from receipts.effects import seeded
+from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.jsonview import report_json
+from receipts.meter import Meter, MeterPlan
 from receipts.runtime import CpuClass, OrtRunner, RuntimeProfile
+from receipts.tensors import TensorSpec
+from receipts.tolerance import compare_outputs
 from tests.conftest import fixture_inputs, fixture_key, fixture_model, fixture_public
 
 NOW = 1_790_000_000_000
@@ -53,7 +60,7 @@ class OtherMachineRunner:
         self._profile = RuntimeProfile(
             settings=real.settings,
             engine_version=real.engine_version,
-            cpu=CpuClass(arch="x86_64", isa="other"),
+            cpu=CpuClass(arch="x86_64", isa="avx" if real.cpu.isa != "avx" else "sse"),
         )
 
     @property
@@ -257,3 +264,55 @@ def _issue_with_outputs(model: LoadedModel, inputs: Any, outputs: dict[str, Any]
 
     provider = Provider(fixture_key(), clock=FixedClock(NOW), runner_factory=FixedOutputs)
     return provider.session(model).run(inputs).to_bytes()
+
+
+def test_exact_policy_refuses_another_runtime_identity(mlp: Any) -> None:
+    model, inputs, issued = mlp
+    verifier = Verifier(
+        Policy(exact=True), clock=FixedClock(NOW), runner_factory=OtherMachineRunner
+    )
+    with pytest.raises(ReexecutionError, match="requires bit-exact"):
+        verifier.verify(issued.to_bytes(), model=model, inputs=inputs, outputs=issued.outputs)
+
+
+def test_an_infinite_recomputed_value_must_be_claimed_exactly() -> None:
+    mine = {"y": np.array([np.inf, -np.inf, 2.0], np.float32)}
+    for claimed in ([-np.inf, -np.inf, 2.0], [np.inf, 12345.0, 2.0], [np.inf, np.nan, 2.0]):
+        rows = compare_outputs(
+            mine, {"y": np.array(claimed, np.float32)}, lambda _: Tolerance(), exact=False
+        )
+        assert not rows[0]["ok"], claimed
+    same = compare_outputs(mine, {"y": mine["y"].copy()}, lambda _: Tolerance(), exact=False)
+    assert same[0]["ok"]
+
+
+def test_claimed_shapes_must_match_the_supplied_tensors(mlp: Any) -> None:
+    """An entry claiming another shape than its digest's data cannot pass (overbilling)."""
+    model, inputs, issued = mlp
+    entry = issued.receipt.inputs.entries[0]
+    assert isinstance(entry, TensorEntry)
+    inflated = TensorEntry(
+        spec=TensorSpec(name="x", elem_type="float32", shape=(4000, 16)), digest=entry.digest
+    )
+    units = MeterPlan(model).units({"x": (4000, 16)})
+    forged = dc_replace(
+        issued.receipt,
+        inputs=TensorMapDigest(entries=(inflated,)),
+        meter=Meter.of(units, issued.receipt.meter.price),
+    )
+    data = Envelope.sign(RECEIPT_PAYLOAD_TYPE, forged.encode(), fixture_key()).to_bytes()
+    with pytest.raises(
+        DigestMismatchError, match="x is float32\\[4, 16\\], the receipt says float32\\[4000, 16\\]"
+    ):
+        _verifier().verify(data, model=model, inputs=inputs, outputs=issued.outputs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"required": ("digests",)}, {"max_age_ms": -1}, {"max_future_skew_ms": -5}],
+)
+def test_policies_that_would_skip_the_signature_or_bound_nothing_are_refused(
+    kwargs: dict[str, Any],
+) -> None:
+    with pytest.raises(MalformedError):
+        Policy(**kwargs)
