@@ -39,7 +39,7 @@ from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
 from receipts.receipt import Receipt, receipt_id
-from receipts.report import RUNGS
+from receipts.report import RUNGS, Report, allowed_rungs
 from receipts.runtime import OPT_LEVELS
 from receipts.verifier import TensorMap as TensorMapType
 
@@ -189,7 +189,7 @@ def verify(
     as_json: bool,
 ) -> None:
     """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed."""
-    mode = mode or _strongest_mode(model, inputs, outputs)
+    mode = mode or allowed_rungs(model, inputs, outputs)[-1]
     _check_material(mode, model, inputs, outputs)
     rungs = RUNGS[: RUNGS.index(mode) + 1]
     trusted = tuple(PublicKey.load(p) for p in providers) or None
@@ -225,12 +225,6 @@ def verify(
         ctx.exit(_exit_code(report))
 
 
-def _strongest_mode(model: Path | None, inputs: Path | None, outputs: Path | None) -> str:
-    if model and inputs:
-        return "reexec"
-    return "digests" if (model or inputs or outputs) else "signature"
-
-
 def _check_material(
     mode: str, model: Path | None, inputs: Path | None, outputs: Path | None
 ) -> None:
@@ -248,7 +242,7 @@ def _tensors(
     return load_tensors(path, prefix=prefix, names=names)
 
 
-def _exit_code(report: Any) -> int:
+def _exit_code(report: Report) -> int:
     signature = report.rung("signature")
     for step in signature.failures():
         if isinstance(step.error, InputError):

@@ -12,13 +12,11 @@ inputs and outputs, meters, and signs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from receipts.digests import Digest, TensorMapDigest, Value, flat_tensors
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
@@ -111,16 +109,16 @@ class ModelSession:
         outputs = self.runner.run(arrays)
         if not outputs:
             raise MalformedError("the model produced no outputs")
-        units = self.meter_plan.units(
-            {name: a.shape for name, a in arrays.items() if isinstance(a, np.ndarray)}
-        )
+        inputs_digest = input_digest()
+        # The shapes the receipt states, so the provider meters exactly as a verifier will.
+        units = self.meter_plan.units(inputs_digest.tensor_shapes())
         receipt = Receipt(
             provider=p.signer.public_key.key_id,
             nonce=p.random_bytes(NONCE_BYTES),
             request=request,
             issued_at=p.clock.now_ms(),
             model=self.model.digest,
-            inputs=input_digest(),
+            inputs=inputs_digest,
             outputs=TensorMapDigest.of(outputs),
             runtime=self.runner.profile,
             meter=Meter.of(units, p.price),
@@ -128,7 +126,7 @@ class ModelSession:
         envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
         return Issued(envelope=envelope, receipt=receipt, outputs=outputs)
 
-    def _start_input_digest(self, arrays: dict[str, Value]) -> Any:
+    def _start_input_digest(self, arrays: dict[str, Value]) -> Callable[[], TensorMapDigest]:
         size = sum(a.nbytes for a in flat_tensors(arrays).values() if a is not None)
         if size < _PARALLEL_HASH_BYTES:
             digest = TensorMapDigest.of(arrays)

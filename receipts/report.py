@@ -22,6 +22,15 @@ from receipts.tolerance import Tolerance
 RUNGS = ("signature", "digests", "reexec")
 
 
+def allowed_rungs(model: object, inputs: object, outputs: object) -> tuple[str, ...]:
+    """The rungs the supplied material allows (whatever is not None), in ladder order."""
+    if model is not None and inputs is not None:
+        return RUNGS
+    if model is not None or inputs is not None or outputs is not None:
+        return ("signature", "digests")
+    return ("signature",)
+
+
 class Status(Enum):
     PASSED = "passed"
     FAILED = "failed"

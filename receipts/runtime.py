@@ -272,22 +272,12 @@ def _session_options(settings: RuntimeSettings) -> ort.SessionOptions:
     return so
 
 
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : ")
+
+
 def ort_reason(error: Exception) -> str:
     """onnxruntime's message on one line, without its bracketed status prefix."""
-    text = " ".join(str(error).split())
-    for marker in (
-        " : NOT_IMPLEMENTED : ",
-        " : INVALID_GRAPH : ",
-        " : FAIL : ",
-        " : INVALID_ARGUMENT : ",
-        " : RUNTIME_EXCEPTION : ",
-        " : INVALID_PROTOBUF : ",
-        " : NO_SUCHFILE : ",
-    ):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-            break
-    return text[:400]
+    return _ORT_STATUS.sub("", " ".join(str(error).split()))[:400]
 
 
 class OrtRunner:
@@ -308,7 +298,7 @@ class OrtRunner:
         types = [o.type for o in self._session.get_outputs()] + [
             i.type for i in self._session.get_inputs()
         ]
-        self._raw_io = any(_special(t) for t in types)
+        self._raw_io = any(t in _ORT_TYPE_NAMES for t in types)
 
     @property
     def profile(self) -> RuntimeProfile:
@@ -349,10 +339,6 @@ class OrtRunner:
 
 
 _ORT_TYPE_NAMES = {f"tensor({name})": name for name in EXTENDED_TYPES}
-
-
-def _special(ort_type: str) -> bool:
-    return ort_type in _ORT_TYPE_NAMES
 
 
 def _to_ort_value(array: np.ndarray[Any, Any]) -> Any:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from receipts.digests import Digest, TensorMapDigest, Value
 from receipts.effects import Clock, SystemClock
@@ -45,13 +44,13 @@ from receipts.meter import MeterPlan
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
 from receipts.report import (
-    RUNGS,
     Policy,
     Report,
     RungResult,
     Status,
     StepResult,
     VerifiedReceipt,
+    allowed_rungs,
 )
 from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
 from receipts.tolerance import compare_outputs
@@ -130,7 +129,7 @@ class Verifier:
     ) -> Report:
         """Run the required rungs (by default all the material allows); never raises for a failed
         step. Rungs the policy does not require are not run."""
-        required = self.policy.required or _allowed_rungs(model, inputs, outputs)
+        required = self.policy.required or allowed_rungs(model, inputs, outputs)
         state = _State(data=data, model=model, inputs=inputs, outputs=outputs)
         steps = _Steps()
         self._signature_rung(state, steps)
@@ -266,23 +265,31 @@ class Verifier:
             steps.skip("10 runtime", "the supplied model or inputs are not the receipt's")
             return
         model, inputs = s.model, s.inputs
-        holder: dict[str, Any] = {}
+        claimed = s.outputs if s.outputs_ok else None
 
         def runtime() -> Mapping[str, object]:  # (10) runtime
-            holder["runner"] = self._runner(model, receipt.runtime.settings)
-            holder["model"] = model
-            local = holder["runner"].profile
-            holder["exact"] = local.identity == receipt.runtime.identity
+            runner = self._runner(model, receipt.runtime.settings)
+            exact = runner.profile.identity == receipt.runtime.identity
+            # Decide what the comparison can be before spending the compute on a run.
+            if not exact and self.policy.exact:
+                raise ReexecutionError(
+                    "runtime identity differs from the receipt's and the policy requires "
+                    f"bit-exact re-execution (receipt: {receipt.runtime.describe()})"
+                )
+            if not exact and claimed is None:
+                raise ReexecutionError(
+                    "runtime identity differs from the receipt's and no outputs were supplied "
+                    "to compare within tolerance (pass the outputs file)"
+                )
+            s.runner, s.exact = runner, exact
             return {
                 "receipt_profile": receipt.runtime.describe(),
-                "local_profile": local.describe(),
-                "comparison": "bit-exact" if holder["exact"] else "tolerance",
+                "local_profile": runner.profile.describe(),
+                "comparison": "bit-exact" if exact else "tolerance",
             }
 
-        if not steps.run("10 runtime", runtime):
-            return
-        claimed = s.outputs if s.outputs_ok else None
-        steps.run("11 outputs", lambda: self._compare(receipt, holder, inputs, claimed))
+        if steps.run("10 runtime", runtime):
+            steps.run("11 outputs", lambda: self._compare(s, model, inputs, claimed))
 
     def _runner(self, model: LoadedModel, settings: RuntimeSettings) -> Runner:
         """One runner per (model, settings), kept for the next receipts of the same model."""
@@ -294,14 +301,12 @@ class Verifier:
         return runner
 
     def _compare(
-        self,
-        receipt: Receipt,
-        holder: Mapping[str, Any],
-        inputs: TensorMap,
-        claimed: TensorMap | None,
+        self, s: _State, model: LoadedModel, inputs: TensorMap, claimed: TensorMap | None
     ) -> Mapping[str, object]:  # (11) outputs
-        recomputed = holder["runner"].run(holder["model"].check_inputs(inputs))
-        if holder["exact"]:
+        receipt, runner = s.receipt, s.runner
+        assert receipt is not None and runner is not None
+        recomputed = runner.run(model.check_inputs(inputs))
+        if s.exact:
             got = TensorMapDigest.of(recomputed)
             rows = (
                 compare_outputs(recomputed, claimed, self.policy.tolerance_for, exact=True)
@@ -319,16 +324,7 @@ class Verifier:
                 "comparison": "bit-exact",
                 "outputs": rows or [e.name for e in got.entries],
             }
-        if self.policy.exact:
-            raise ReexecutionError(
-                "runtime identity differs from the receipt's and the policy requires bit-exact "
-                f"re-execution (receipt: {receipt.runtime.describe()})"
-            )
-        if claimed is None:
-            raise ReexecutionError(
-                "runtime identity differs from the receipt's and no outputs were supplied to "
-                "compare within tolerance (pass the outputs file)"
-            )
+        assert claimed is not None  # step 10 refused a tolerance comparison without claims
         rows = compare_outputs(recomputed, claimed, self.policy.tolerance_for, exact=False)
         bad = [r for r in rows if not r["ok"]]
         if bad:
@@ -352,14 +348,8 @@ class _State:
     model_ok: bool = False
     inputs_ok: bool = False
     outputs_ok: bool = False
-
-
-def _allowed_rungs(model: object, inputs: object, outputs: object) -> tuple[str, ...]:
-    if model is not None and inputs is not None:
-        return RUNGS
-    if model is not None or inputs is not None or outputs is not None:
-        return ("signature", "digests")
-    return ("signature",)
+    runner: Runner | None = None
+    exact: bool = False
 
 
 def _same_digest(what: str, expected: Digest, actual: Digest) -> Mapping[str, object]:
