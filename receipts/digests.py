@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from receipts import codec
+from receipts.codec import MapReader
 from receipts.errors import MalformedError, TensorError
 from receipts.tensors import TensorSpec, canonical_chunks, elem_type_of
 
@@ -234,3 +235,75 @@ class TensorMapDigest:
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the plain tensors (what metering reads)."""
         return {e.name: e.spec.shape for e in self.entries if isinstance(e, TensorEntry)}
+
+
+# -- entries on the wire (receipts and trace leaves) ------------------------------------------
+
+MAX_ITEMS = 4096  # items of one sequence
+
+
+def _tensor_wire(entry: TensorEntry) -> dict[str, object]:
+    return {
+        "elem_type": entry.spec.elem_type,
+        "shape": list(entry.spec.shape),
+        "digest": entry.digest.value,
+    }
+
+
+def entry_to_wire(entry: Entry) -> dict[str, object]:
+    if isinstance(entry, TensorEntry):
+        return {"name": entry.name, **_tensor_wire(entry)}
+    if isinstance(entry, SequenceEntry):
+        items = [_tensor_wire(item) for item in entry.items]
+        return {
+            "name": entry.name,
+            "kind": "sequence",
+            "items": items,
+            "digest": entry.digest.value,
+        }
+    return {"name": entry.name, "kind": "none", "digest": entry.digest.value}
+
+
+def entry_from_wire(value: object) -> Entry:
+    t = MapReader(value, "tensor")
+    name = t.text("name")
+    # "kind" is absent for tensors: an explicit "tensor" would be a second encoding.
+    kind = t.text("kind", 16) if t.has("kind") else "tensor"
+    if t.has("kind") and kind == "tensor":
+        raise MalformedError(f"{name!r}: tensors carry no 'kind' field")
+    entry: Entry
+    if kind == "tensor":
+        entry = _tensor_from_wire(t, name)
+    elif kind == "sequence":
+        items = t.array("items", MAX_ITEMS)
+        entry = SequenceEntry(
+            name=name,
+            items=tuple(
+                _item_from_wire(item, item_name)
+                for item_name, item in zip(item_names(name, len(items)), items, strict=True)
+            ),
+        )
+    elif kind == "none":
+        entry = NoneEntry(name=name)
+    else:
+        raise MalformedError(f"unknown value kind {kind!r}")
+    if kind != "tensor" and t.binary("digest", 32) != entry.digest.value:
+        raise MalformedError(f"{name!r}: digest does not match its items")
+    t.close()
+    return entry
+
+
+def _tensor_from_wire(t: MapReader, name: str) -> TensorEntry:
+    raw_shape = t.array("shape", 64)
+    shape = tuple(d for d in raw_shape if isinstance(d, int) and not isinstance(d, bool))
+    if len(shape) != len(raw_shape):
+        raise MalformedError("tensor shape must be a list of integers")
+    spec = TensorSpec(name=name, elem_type=t.text("elem_type", 32), shape=shape)
+    return TensorEntry(spec=spec, digest=Digest(t.binary("digest", 32)))
+
+
+def _item_from_wire(value: object, name: str) -> TensorEntry:
+    r = MapReader(value, "sequence item")
+    entry = _tensor_from_wire(r, name)
+    r.close()
+    return entry

@@ -93,8 +93,9 @@ class Envelope:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Envelope:
-        """Step (1) and (2) of verification: a canonical envelope of a known type and version."""
+    def from_bytes(cls, data: bytes, *, payload_type: str = RECEIPT_PAYLOAD_TYPE) -> Envelope:
+        """Step (1) and (2) of verification: a canonical envelope of a known type and version,
+        carrying ``payload_type`` (receipts unless the caller reads another record)."""
         r = MapReader(
             codec.decode(data, limits=codec.Limits(max_bytes=MAX_ENVELOPE_BYTES)), "envelope"
         )
@@ -103,9 +104,11 @@ class Envelope:
             raise UnsupportedVersionError(f"not a receipt envelope (type {kind!r})")
         if version != ENVELOPE_VERSION:
             raise UnsupportedVersionError(f"envelope version {version} is not supported (only 1)")
-        payload_type = r.text("payload_type", 256)
-        if payload_type != RECEIPT_PAYLOAD_TYPE:
-            raise UnsupportedVersionError(f"unknown payload type {payload_type!r}")
+        found = r.text("payload_type", 256)
+        if found != payload_type:
+            raise UnsupportedVersionError(
+                f"unexpected payload type {found!r} (expected {payload_type!r})"
+            )
         signatures = r.array("signatures", 16)
         if len(signatures) != 1:
             raise MalformedError(

@@ -16,22 +16,25 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from receipts.digests import Digest, TensorMapDigest, Value, flat_tensors
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.errors import MalformedError
-from receipts.files import StorageError, write_together
+from receipts.files import Content, StorageError, write_together
 from receipts.keys import Signer
 from receipts.meter import Meter, MeterPlan, Price
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory, RuntimeSettings
 from receipts.tensorfiles import npz_writer
+from receipts.trace import TraceCommitment, TraceLeaf, trace_root, write_trace
+from receipts.tracing import TracedRun, Tracer
 
 RECEIPT_FILE = "receipt.rcpt"
 OUTPUTS_FILE = "outputs.npz"
+TRACE_FILE = "trace.rtrc"
 NONCE_BYTES = 16
 # Inputs at least this large are hashed on a helper thread while the model runs (hashlib and
 # onnxruntime both release the GIL). Measured on a 2-vCPU machine: a 2 MiB input gained ~1% of the
@@ -40,12 +43,30 @@ _PARALLEL_HASH_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Trace:
+    """What a traced run keeps for its trace file: the leaves and every node's outputs."""
+
+    model: Digest
+    leaves: list[TraceLeaf]
+    run: TracedRun
+
+    def writer(self) -> Callable[[BinaryIO], None]:
+        def write(f: BinaryIO) -> None:
+            values = [self.run.node_values(leaf.index) for leaf in self.leaves]
+            write_trace(f, model=self.model, leaves=self.leaves, values=values)
+
+        return write
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Issued:
-    """A receipt as issued: the signed envelope, the receipt it carries, and the outputs."""
+    """A receipt as issued: the signed envelope, the receipt it carries, and the outputs (and,
+    for traced runs, the trace)."""
 
     envelope: Envelope
     receipt: Receipt
     outputs: dict[str, Value]
+    trace: Trace | None = None
 
     @property
     def receipt_id(self) -> Digest:
@@ -54,16 +75,20 @@ class Issued:
     def to_bytes(self) -> bytes:
         return self.envelope.to_bytes()
 
-    def write(self, out_dir: Path) -> tuple[Path, Path]:
-        """Write ``outputs.npz`` and ``receipt.rcpt`` into ``out_dir``, both staged before either
-        replaces an older file, so a failure leaves no half-written or mismatched pair."""
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write ``outputs.npz``, ``receipt.rcpt`` (and ``trace.rtrc`` for traced runs) into
+        ``out_dir``, all staged before any replaces an older file, so a failure leaves no
+        half-written or mismatched set."""
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create {out_dir}: {e.strerror or e}") from e
-        outputs, receipt = out_dir / OUTPUTS_FILE, out_dir / RECEIPT_FILE
-        write_together([(outputs, npz_writer(self.outputs)), (receipt, self.to_bytes())])
-        return outputs, receipt
+        files: list[tuple[Path, Content]] = [(out_dir / OUTPUTS_FILE, npz_writer(self.outputs))]
+        if self.trace is not None:
+            files.append((out_dir / TRACE_FILE, self.trace.writer()))
+        files.append((out_dir / RECEIPT_FILE, self.to_bytes()))
+        write_together(files)
+        return [path for path, _ in files]
 
 
 class Provider:
@@ -100,13 +125,46 @@ class ModelSession:
         self.runner = provider.runner_factory(model, provider.settings)
         self.meter_plan = MeterPlan(model)
         self._pool: ThreadPoolExecutor | None = None
+        self._tracer: Tracer | None = None
 
-    def run(self, inputs: Mapping[str, Any], *, request: Digest | None = None) -> Issued:
-        """Validate, run, digest, meter and sign; raises ``InputError`` kin on bad input."""
+    @property
+    def tracer(self) -> Tracer:
+        """The traced runner, built on first use (``disable`` optimization only)."""
+        if self._tracer is None:
+            p = self.provider
+            self._tracer = Tracer(self.model, p.settings, runner_factory=p.runner_factory)
+        return self._tracer
+
+    def run(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        request: Digest | None = None,
+        trace: bool = False,
+        inject_fault: str | None = None,
+    ) -> Issued:
+        """Validate, run, digest, meter and sign; raises ``InputError`` kin on bad input.
+
+        ``trace=True`` records every node's outputs and commits to them in the receipt.
+        ``inject_fault`` names a node (or ``#INDEX``) whose outputs the provider corrupts while
+        still signing the honest model digest: a drill for auditors' pipelines, never for
+        production."""
         p = self.provider
         arrays = self.model.check_inputs(inputs)
         input_digest = self._start_input_digest(arrays)
-        outputs = self.runner.run(arrays)
+        traced: Trace | None = None
+        commitment: TraceCommitment | None = None
+        if trace or inject_fault is not None:
+            tracer = self.tracer
+            fault = tracer.view.find(inject_fault) if inject_fault is not None else None
+            run = tracer.run(arrays, fault=fault)
+            outputs = run.outputs
+            if trace:
+                leaves = run.leaves(self._hash_pool(2))
+                traced = Trace(model=self.model.digest, leaves=leaves, run=run)
+                commitment = TraceCommitment(root=trace_root(leaves), nodes=len(leaves))
+        else:
+            outputs = self.runner.run(arrays)
         if not outputs:
             raise MalformedError("the model produced no outputs")
         inputs_digest = input_digest()
@@ -122,15 +180,19 @@ class ModelSession:
             outputs=TensorMapDigest.of(outputs),
             runtime=self.runner.profile,
             meter=Meter.of(units, p.price),
+            trace=commitment,
         )
         envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
-        return Issued(envelope=envelope, receipt=receipt, outputs=outputs)
+        return Issued(envelope=envelope, receipt=receipt, outputs=outputs, trace=traced)
+
+    def _hash_pool(self, workers: int) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="receipts-hash")
+        return self._pool
 
     def _start_input_digest(self, arrays: dict[str, Value]) -> Callable[[], TensorMapDigest]:
         size = sum(a.nbytes for a in flat_tensors(arrays).values() if a is not None)
         if size < _PARALLEL_HASH_BYTES:
             digest = TensorMapDigest.of(arrays)
             return lambda: digest
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipts-hash")
-        return self._pool.submit(TensorMapDigest.of, arrays).result
+        return self._hash_pool(2).submit(TensorMapDigest.of, arrays).result

@@ -2,8 +2,9 @@
 
 A receipt binds the provider key, a nonce (and optionally the payer's request digest), the model
 digest, the input and output tensor maps (names, element types, shapes, digests), the runtime
-profile, the meter and the issue time. It is immutable and validated at construction, so an
-invalid receipt cannot exist; ``from_wire`` rejects unknown fields and versions.
+profile, the meter, the issue time and, for traced runs, the trace commitment (``trace``). It
+is immutable and validated at construction, so an invalid receipt cannot exist; ``from_wire``
+rejects unknown fields and versions.
 
     payload = receipt.encode()                      # canonical bytes; what the envelope signs
     same = Receipt.decode(payload)                  # strict; raises MalformedError and kin
@@ -20,18 +21,15 @@ from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import (
     Digest,
-    Entry,
-    NoneEntry,
-    SequenceEntry,
-    TensorEntry,
     TensorMapDigest,
     digest_of,
-    item_names,
+    entry_from_wire,
+    entry_to_wire,
 )
 from receipts.errors import MalformedError, UnsupportedVersionError
 from receipts.meter import Meter
 from receipts.runtime import RuntimeProfile
-from receipts.tensors import TensorSpec
+from receipts.trace import TraceCommitment
 
 RECEIPT_TYPE = "receipt"
 RECEIPT_VERSION = 1
@@ -56,6 +54,7 @@ class Receipt:
     outputs: TensorMapDigest
     runtime: RuntimeProfile
     meter: Meter
+    trace: TraceCommitment | None = None
 
     def __post_init__(self) -> None:
         if len(self.provider) != 32:
@@ -82,6 +81,8 @@ class Receipt:
         }
         if self.request is not None:
             wire["request"] = {"digest": self.request.value}
+        if self.trace is not None:
+            wire["trace"] = self.trace.to_wire()
         return wire
 
     def encode(self) -> bytes:
@@ -118,86 +119,20 @@ class Receipt:
             outputs=_tensors_from_wire(r.map("outputs")),
             runtime=RuntimeProfile.from_wire(r.map("runtime")),
             meter=Meter.from_wire(r.map("meter")),
+            trace=TraceCommitment.from_wire(r.map("trace")) if r.has("trace") else None,
         )
         r.close()
         return receipt
 
 
 def _tensors_to_wire(tensors: TensorMapDigest) -> dict[str, object]:
-    return {"digest": tensors.digest.value, "tensors": [_entry_to_wire(e) for e in tensors.entries]}
-
-
-def _tensor_wire(entry: TensorEntry) -> dict[str, object]:
-    return {
-        "elem_type": entry.spec.elem_type,
-        "shape": list(entry.spec.shape),
-        "digest": entry.digest.value,
-    }
-
-
-def _entry_to_wire(entry: Entry) -> dict[str, object]:
-    if isinstance(entry, TensorEntry):
-        return {"name": entry.name, **_tensor_wire(entry)}
-    if isinstance(entry, SequenceEntry):
-        items = [_tensor_wire(item) for item in entry.items]
-        return {
-            "name": entry.name,
-            "kind": "sequence",
-            "items": items,
-            "digest": entry.digest.value,
-        }
-    return {"name": entry.name, "kind": "none", "digest": entry.digest.value}
+    return {"digest": tensors.digest.value, "tensors": [entry_to_wire(e) for e in tensors.entries]}
 
 
 def _tensors_from_wire(r: MapReader) -> TensorMapDigest:
-    entries = [_entry_from_wire(item) for item in r.array("tensors", MAX_TENSORS)]
+    entries = [entry_from_wire(item) for item in r.array("tensors", MAX_TENSORS)]
     tensors = TensorMapDigest(entries=tuple(entries))
     if r.binary("digest", 32) != tensors.digest.value:
         raise MalformedError("tensor map digest does not match its entries")
     r.close()
     return tensors
-
-
-def _entry_from_wire(value: object) -> Entry:
-    t = MapReader(value, "tensor")
-    name = t.text("name")
-    # "kind" is absent for tensors: an explicit "tensor" would be a second encoding.
-    kind = t.text("kind", 16) if t.has("kind") else "tensor"
-    if t.has("kind") and kind == "tensor":
-        raise MalformedError(f"{name!r}: tensors carry no 'kind' field")
-    entry: Entry
-    if kind == "tensor":
-        entry = _tensor_from_wire(t, name)
-    elif kind == "sequence":
-        items = t.array("items", MAX_TENSORS)
-        entry = SequenceEntry(
-            name=name,
-            items=tuple(
-                _item_from_wire(item, item_name)
-                for item_name, item in zip(item_names(name, len(items)), items, strict=True)
-            ),
-        )
-    elif kind == "none":
-        entry = NoneEntry(name=name)
-    else:
-        raise MalformedError(f"unknown value kind {kind!r}")
-    if kind != "tensor" and t.binary("digest", 32) != entry.digest.value:
-        raise MalformedError(f"{name!r}: digest does not match its items")
-    t.close()
-    return entry
-
-
-def _tensor_from_wire(t: MapReader, name: str) -> TensorEntry:
-    raw_shape = t.array("shape", 64)
-    shape = tuple(d for d in raw_shape if isinstance(d, int) and not isinstance(d, bool))
-    if len(shape) != len(raw_shape):
-        raise MalformedError("tensor shape must be a list of integers")
-    spec = TensorSpec(name=name, elem_type=t.text("elem_type", 32), shape=shape)
-    return TensorEntry(spec=spec, digest=Digest(t.binary("digest", 32)))
-
-
-def _item_from_wire(value: object, name: str) -> TensorEntry:
-    r = MapReader(value, "sequence item")
-    entry = _tensor_from_wire(r, name)
-    r.close()
-    return entry

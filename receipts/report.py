@@ -19,13 +19,17 @@ from receipts.keys import PublicKey
 from receipts.receipt import Receipt
 from receipts.tolerance import Tolerance
 
-RUNGS = ("signature", "digests", "reexec")
+RUNGS = ("signature", "digests", "reexec", "spot-check")
+LADDER = RUNGS[:3]  # the rungs ``receipts verify --mode`` climbs, each including those below
 
 
-def allowed_rungs(model: object, inputs: object, outputs: object) -> tuple[str, ...]:
-    """The rungs the supplied material allows (whatever is not None), in ladder order."""
+def allowed_rungs(
+    model: object, inputs: object, outputs: object, trace: object = None
+) -> tuple[str, ...]:
+    """The rungs the supplied material allows (whatever is not None), in ladder order. With a
+    trace, the cheap spot check replaces full re-execution."""
     if model is not None and inputs is not None:
-        return RUNGS
+        return ("signature", "digests", "spot-check") if trace is not None else LADDER
     if model is not None or inputs is not None or outputs is not None:
         return ("signature", "digests")
     return ("signature",)
@@ -44,7 +48,8 @@ class Policy:
     ``trusted_keys=None`` accepts the key embedded in the envelope (reported as unpinned).
     ``required=None`` requires every rung the supplied material allows (see ``Verifier.check``);
     the signature rung is always required. ``exact=True`` refuses tolerance comparison: a receipt
-    from another runtime identity then fails re-execution.
+    from another runtime identity then fails re-execution (and spot-check re-runs).
+    ``spot_samples`` is k, the number of trace nodes the spot-check rung opens.
     """
 
     trusted_keys: tuple[PublicKey, ...] | None = None
@@ -54,6 +59,7 @@ class Policy:
     max_future_skew_ms: int = 5 * 60 * 1000
     max_age_ms: int | None = None
     exact: bool = False
+    spot_samples: int = 8
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.output_tolerances.get(output, self.tolerance)
@@ -64,6 +70,8 @@ class Policy:
             raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
         if self.required is not None and "signature" not in self.required:
             raise MalformedError("the signature rung is always required")
+        if not 1 <= self.spot_samples <= 1 << 20:
+            raise MalformedError("spot-check samples must be 1..1048576")
         if self.max_future_skew_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):
             raise MalformedError("time bounds must not be negative")
 

@@ -238,7 +238,7 @@ class Runner(Protocol):
 
 
 class RunnerFactory(Protocol):
-    def __call__(self, model: LoadedModel, settings: RuntimeSettings) -> Runner: ...
+    def __call__(self, model: LoadedModel | bytes, settings: RuntimeSettings) -> Runner: ...
 
 
 def check_environment() -> None:
@@ -283,12 +283,15 @@ def ort_reason(error: Exception) -> str:
 class OrtRunner:
     """The onnxruntime adapter: one InferenceSession built from the model's exact bytes."""
 
-    def __init__(self, model: LoadedModel, settings: RuntimeSettings) -> None:
+    def __init__(self, model: LoadedModel | bytes, settings: RuntimeSettings) -> None:
+        """``model`` is a loaded model, or serialized bytes a library layer derived from one
+        (the traced and single-operator models of ``receipts.graph``)."""
         check_environment()
         self._profile = local_profile(settings)
+        data = model if isinstance(model, bytes) else model.runtime_bytes
         try:
             self._session = ort.InferenceSession(
-                model.runtime_bytes, _session_options(settings), providers=[EXECUTION_PROVIDER]
+                data, _session_options(settings), providers=[EXECUTION_PROVIDER]
             )
         except Exception as e:  # onnxruntime raises bare Exceptions of private classes
             raise RuntimeRefusedError(

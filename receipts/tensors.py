@@ -199,3 +199,51 @@ def unpack_subbyte(data: bytes, count: int, etype: ElemType) -> np.ndarray[Any, 
     lanes = [(raw >> (lane * etype.bits)) & mask for lane in range(per_byte)]
     values = np.stack(lanes, axis=1).reshape(-1)[:count]
     return values.astype(np.uint8).view(etype.dtype)
+
+
+def from_canonical_bytes(
+    etype: ElemType, shape: tuple[int, ...], data: bytes | bytearray | memoryview
+) -> np.ndarray[Any, Any]:
+    """The array whose canonical bytes are ``data`` (the inverse of ``canonical_bytes``).
+
+    Refuses bytes ``canonical_bytes`` would never produce: wrong length, booleans other than 0
+    and 1, padding bits set, strings that do not fill the data exactly."""
+    count = element_count(shape)
+    if etype.name == "string":
+        return _strings_from_bytes(bytes(data), count).reshape(shape)
+    if len(data) != byte_length(etype, count):
+        raise MalformedError(
+            f"{etype.name}{list(shape)} takes {byte_length(etype, count)} bytes, got {len(data)}"
+        )
+    if etype.bits < 8:
+        per_byte = 8 // etype.bits
+        if count % per_byte and data[-1] >> (etype.bits * (count % per_byte)):
+            raise MalformedError("padding bits set in the last byte of a packed tensor")
+        return unpack_subbyte(bytes(data), count, etype).reshape(shape)
+    array = np.frombuffer(data, dtype=etype.dtype.newbyteorder("<")).reshape(shape)
+    if etype.name == "bool" and bytes(data).translate(None, b"\x00\x01"):
+        raise MalformedError("boolean bytes other than 0 and 1")
+    return array.astype(etype.dtype, copy=False)
+
+
+def _strings_from_bytes(data: bytes, count: int) -> np.ndarray[Any, Any]:
+    items: list[object] = []
+    at = 0
+    for _ in range(count):
+        if at + 4 > len(data):
+            raise MalformedError("string tensor bytes end early")
+        (size,) = struct.unpack_from("<I", data, at)
+        at += 4
+        if at + size > len(data):
+            raise MalformedError("string tensor bytes end early")
+        raw = data[at : at + size]
+        at += size
+        try:
+            items.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            items.append(raw)  # ONNX strings are bytes; hash them as stored
+    if at != len(data):
+        raise MalformedError("string tensor bytes run past its elements")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array

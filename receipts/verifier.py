@@ -18,9 +18,14 @@ digests rung (each step runs when its material is supplied)
 reexec rung
   (10) runtime   a runner with the receipt's settings; equal runtime identity -> bit-exact
   (11) outputs   re-run on the inputs: digests equal (bit-exact) or values within tolerance
+spot-check rung (with a trace file; see receipts.spotcheck)
+  (12) trace     the trace is the receipt's and its leaves hold the receipt's outputs
+  (13) sample    k nodes drawn from the verifier's seed and the receipt id
+  (14) nodes     each sampled node opened, re-run alone, and Freivalds-checked
 
     verifier = Verifier(Policy(trusted_keys=(provider_key,)))
     report = verifier.check(data, model=model, inputs=inputs)      # Report; bool(report)
+    report = verifier.check(data, model=model, inputs=inputs, trace=TraceReader.open(path))
     verified = verifier.verify(data, model=model, inputs=inputs)   # or raises VerificationError
 """
 
@@ -30,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from receipts.digests import Digest, TensorMapDigest, Value
-from receipts.effects import Clock, SystemClock
+from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import Envelope
 from receipts.errors import (
     DigestMismatchError,
@@ -39,6 +44,7 @@ from receipts.errors import (
     ReexecutionError,
     SignatureError,
 )
+from receipts.graph import GraphView
 from receipts.keys import PublicKey
 from receipts.meter import MeterPlan
 from receipts.model import LoadedModel
@@ -53,7 +59,9 @@ from receipts.report import (
     allowed_rungs,
 )
 from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
+from receipts.spotcheck import SpotChecker, SpotPolicy, check_trace
 from receipts.tolerance import compare_outputs
+from receipts.trace import TraceReader
 
 _RUNNER_CACHE = 4  # onnxruntime sessions kept per verifier, most recently used
 TensorMap = Mapping[str, Value]
@@ -95,10 +103,13 @@ class Verifier:
         *,
         clock: Clock | None = None,
         runner_factory: RunnerFactory = OrtRunner,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
         self.policy = policy or Policy()
         self.clock: Clock = clock or SystemClock()
         self.runner_factory = runner_factory
+        self.random_bytes = random_bytes
+        self._views: dict[Digest, GraphView] = {}
         self._plans: dict[Digest, MeterPlan] = {}
         self._runners: dict[tuple[Digest, RuntimeSettings], Runner] = {}
 
@@ -109,9 +120,13 @@ class Verifier:
         model: LoadedModel | None = None,
         inputs: TensorMap | None = None,
         outputs: TensorMap | None = None,
+        trace: TraceReader | None = None,
+        seed: bytes | None = None,
     ) -> VerifiedReceipt:
         """The verified receipt, or the typed error of the first failed step."""
-        report = self.check(data, model=model, inputs=inputs, outputs=outputs)
+        report = self.check(
+            data, model=model, inputs=inputs, outputs=outputs, trace=trace, seed=seed
+        )
         if not report:
             raise report.first_error()
         assert report.receipt is not None and report.key is not None and report.receipt_id
@@ -126,11 +141,14 @@ class Verifier:
         model: LoadedModel | None = None,
         inputs: TensorMap | None = None,
         outputs: TensorMap | None = None,
+        trace: TraceReader | None = None,
+        seed: bytes | None = None,
     ) -> Report:
         """Run the required rungs (by default all the material allows); never raises for a failed
-        step. Rungs the policy does not require are not run."""
-        required = self.policy.required or allowed_rungs(model, inputs, outputs)
-        state = _State(data=data, model=model, inputs=inputs, outputs=outputs)
+        step. Rungs the policy does not require are not run. ``seed`` picks the spot-check sample
+        (default: fresh randomness, reported so the check can be replayed)."""
+        required = self.policy.required or allowed_rungs(model, inputs, outputs, trace)
+        state = _State(data=data, model=model, inputs=inputs, outputs=outputs, trace=trace)
         steps = _Steps()
         self._signature_rung(state, steps)
         signature = steps.take("signature")
@@ -149,13 +167,20 @@ class Verifier:
         else:
             steps.skip("10-11 reexec", "the receipt did not pass the signature rung")
         reexec = steps.take("reexec")
+        if "spot-check" not in required:
+            steps.skip("12-14 spot-check", "not required by the policy")
+        elif trusted:
+            self._spot_rung(state, steps, seed or self.random_bytes(16))
+        else:
+            steps.skip("12-14 spot-check", "the receipt did not pass the signature rung")
+        spot = steps.take("spot-check")
         return Report(
             receipt_id=receipt_id(state.envelope.payload) if state.envelope else None,
             receipt=state.receipt,
             key=state.key,
             key_pinned=self.policy.trusted_keys is not None,
             required=required,
-            rungs=(signature, digests, reexec),
+            rungs=(signature, digests, reexec, spot),
         )
 
     # -- signature rung ---------------------------------------------------------------------
@@ -291,6 +316,40 @@ class Verifier:
         if steps.run("10 runtime", runtime):
             steps.run("11 outputs", lambda: self._compare(s, model, inputs, claimed))
 
+    # -- spot-check rung ---------------------------------------------------------------------
+
+    def _spot_rung(self, s: _State, steps: _Steps, seed: bytes) -> None:
+        receipt, model, inputs, trace = s.receipt, s.model, s.inputs, s.trace
+        assert receipt is not None and s.envelope is not None
+        if model is None or inputs is None or trace is None:
+            steps.skip("12 trace", "the spot check needs the model, the inputs and the trace")
+            return
+        if not (s.model_ok and s.inputs_ok):
+            steps.skip("12 trace", "the supplied model or inputs are not the receipt's")
+            return
+        view = self._view(model)
+        if not steps.run("12 trace", lambda: check_trace(receipt, view, trace)):
+            return
+        checker = SpotChecker(
+            SpotPolicy(
+                samples=self.policy.spot_samples,
+                tolerance_for=self.policy.tolerance_for,
+                exact_only=self.policy.exact,
+            ),
+            runner_factory=self.runner_factory,
+        )
+        rid = receipt_id(s.envelope.payload)
+        checked = model.check_inputs(inputs)
+        steps.run(
+            "13-14 nodes",
+            lambda: checker.check_nodes(receipt, rid, view, trace, checked, seed=seed),
+        )
+
+    def _view(self, model: LoadedModel) -> GraphView:
+        if model.digest not in self._views:
+            self._views = {model.digest: GraphView(model)}  # one model at a time
+        return self._views[model.digest]
+
     def _runner(self, model: LoadedModel, settings: RuntimeSettings) -> Runner:
         """One runner per (model, settings), kept for the next receipts of the same model."""
         key = (model.digest, settings)
@@ -342,6 +401,7 @@ class _State:
     model: LoadedModel | None
     inputs: TensorMap | None
     outputs: TensorMap | None
+    trace: TraceReader | None = None
     envelope: Envelope | None = None
     key: PublicKey | None = None
     receipt: Receipt | None = None

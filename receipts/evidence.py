@@ -1,0 +1,145 @@
+"""The evidence bundle a dispute produces and a referee reads (formats, dispute layer).
+
+One file holds everything a referee needs besides the model: the signed receipt, the
+challenger's public key, the signed transcript, the disputed node's index, the challenger's
+claimed leaf for it, and the provider's opening of it (leaf, producer leaves, weights with their
+model-digest proofs, and the tensors). Layout (``receipts.frames``):
+
+    magic     b"\\x89REVIDN\\n"
+    manifest  canonical map {type: "evidence", version: 1, receipt, challenger, node, claim,
+              transcript, opening}   (the opening's tensors listed by entry, digests included)
+    tensor*   the opening's tensors in manifest order, each checked against its entry's digest
+
+The bundle's digest is the digest of the manifest, which binds every tensor through its entry.
+
+    evidence.write(Path("evidence.revd"))
+    same = Evidence.read(Path("evidence.revd"))       # EvidenceError on anything malformed
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from receipts import codec
+from receipts.codec import Limits, MapReader
+from receipts.digests import Digest, TensorEntry, record_digest
+from receipts.errors import MalformedError
+from receipts.files import write_atomic
+from receipts.frames import FrameReader, write_frame, write_tensor_frame
+from receipts.keys import PublicKey
+from receipts.opening import Opening, opening_from_wire, opening_to_wire
+from receipts.trace import MAX_NODES, TraceLeaf, decode_tensor
+
+EVIDENCE_MAGIC = b"\x89REVIDN\n"
+EVIDENCE_VERSION = 1
+_MANIFEST, _TENSOR = 1, 3
+_MANIFEST_LIMITS = Limits(max_bytes=16 << 20, max_depth=12)
+
+
+class EvidenceError(MalformedError):
+    """An evidence bundle that is truncated, malformed or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """A packaged dispute: the receipt, the transcript, the disputed node and its opening."""
+
+    receipt: bytes  # the receipt envelope, as signed
+    challenger: PublicKey
+    index: int
+    claim: TraceLeaf  # the challenger's leaf for the disputed node
+    opening: Opening
+    transcript: tuple[bytes, ...]
+
+    def manifest(self) -> tuple[dict[str, object], list[np.ndarray[Any, Any]]]:
+        opening, tensors = opening_to_wire(self.opening)
+        manifest = {
+            "type": "evidence",
+            "version": EVIDENCE_VERSION,
+            "receipt": self.receipt,
+            "challenger": {"scheme": self.challenger.scheme, "public": self.challenger.raw},
+            "node": self.index,
+            "claim": self.claim.data,
+            "transcript": list(self.transcript),
+            "opening": opening,
+        }
+        return manifest, tensors
+
+    @property
+    def digest(self) -> Digest:
+        return record_digest("evidence", self.manifest()[0])
+
+    def write(self, path: Path) -> None:
+        """Write the bundle atomically (a crash leaves the old file or none, never half)."""
+        manifest, tensors = self.manifest()
+        data = codec.encode(manifest)
+
+        def write(f: IO[bytes]) -> None:
+            f.write(EVIDENCE_MAGIC)
+            write_frame(f, _MANIFEST, data)
+            for array in tensors:
+                write_tensor_frame(f, _TENSOR, array)
+
+        write_atomic(path, write)
+
+    @classmethod
+    def read(cls, path: Path) -> Evidence:
+        if not path.is_file():
+            raise EvidenceError(f"cannot read evidence {path}: not a regular file")
+        try:
+            with path.open("rb") as f:
+                return cls._read(f, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            raise EvidenceError(f"cannot read evidence {path}: {e.strerror or e}") from e
+
+    @classmethod
+    def _read(cls, f: IO[bytes], size: int) -> Evidence:
+        frames = FrameReader(f, size, what="evidence bundle", error_type=EvidenceError)
+        frames.magic(EVIDENCE_MAGIC)
+        r = MapReader(frames.map(_MANIFEST, "manifest", _MANIFEST_LIMITS), "evidence")
+        if r.text("type", 16) != "evidence":
+            raise EvidenceError("not an evidence manifest")
+        if r.integer("version", 0, 255) != EVIDENCE_VERSION:
+            raise EvidenceError("evidence version is not supported (only 1)")
+        key = r.map("challenger")
+        challenger = PublicKey.parse(key.text("scheme", 16), key.binary("public", max_len=128))
+        key.close()
+        count = 0
+
+        def read(entry: TensorEntry) -> np.ndarray[Any, Any]:
+            nonlocal count
+            count += 1
+            what = f"tensor {count} ({entry.name!r})"
+            offset, length = frames.skip(_TENSOR, what)
+            f.seek(offset)
+            return decode_tensor(entry, f.read(length), "evidence")
+
+        try:
+            evidence = cls(
+                receipt=r.binary("receipt"),
+                challenger=challenger,
+                index=r.integer("node", 0, MAX_NODES - 1),
+                claim=TraceLeaf.decode(r.binary("claim")),
+                transcript=tuple(_binaries(r.array("transcript", 256))),
+                opening=opening_from_wire(r.raw("opening"), read),
+            )
+        except EvidenceError:
+            raise
+        except MalformedError as e:
+            raise EvidenceError(f"evidence: {e}") from e
+        r.close()
+        frames.end()
+        if evidence.opening.index != evidence.index:
+            raise EvidenceError("the opening is of another node than the one disputed")
+        return evidence
+
+
+def _binaries(items: list[object]) -> list[bytes]:
+    if not all(isinstance(i, bytes) for i in items):
+        raise EvidenceError("transcript messages must be byte strings")
+    return [i for i in items if isinstance(i, bytes)]
