@@ -2,7 +2,9 @@
 
 A provider makes a key, digests a model, runs it and issues a receipt; a verifier checks the
 receipt on every rung and releases; then a flipped output bit and an unexpected provider key are
-refused. Each step is the ``receipts`` command a user would type, run as a separate process.
+refused. Last, a fault drill: a provider that corrupts one node of a traced run is caught by the
+spot check, disputed down to that node by bisection, and ruled ``provider-fault`` by a referee.
+Each step is the ``receipts`` command a user would type, run as a separate process.
 
     python -m cli.demo [--workdir DIR]
 """
@@ -97,7 +99,42 @@ def demo(work: Path) -> None:
         expect=1,
     )
     step("8. the receipt, decoded", "inspect", receipt)
-    print("\ndemo: every step behaved as expected (release once, refuse twice).")
+    drill(work, key)
+    print(
+        "\ndemo: every step behaved as expected (release once, refuse twice; the faulted "
+        "provider caught by the spot check, disputed, and ruled provider-fault)."
+    )
+
+
+def drill(work: Path, key: Path) -> None:
+    """The fault drill: a provider corrupts one node, and the audit pipeline catches it."""
+    bad = work / "drill"
+    model, inputs = str(MODEL), str(INPUTS)
+    step(
+        "9. DRILL: a traced run whose provider corrupts node 'relu2' (honest model digest)",
+        "run", model, "--input", inputs, "--key", str(key), "--out", str(bad),
+        "--trace", "--inject-fault", "relu2",
+    )  # fmt: skip
+    receipt, trace = str(bad / "receipt.rcpt"), str(bad / "trace.rtrc")
+    step(
+        "10. verifier spot-checks 10 sampled nodes of the committed trace: refused",
+        "spot-check", receipt, "--model", model, "--input", inputs, "--trace", trace,
+        "--samples", "10", "--seed", "demo", "--provider", f"{key}.pub",
+        expect=1,
+    )  # fmt: skip
+    challenger, referee = work / "challenger.pem", work / "referee.pem"
+    step("11. a challenger makes a key", "keygen", str(challenger))
+    step("12. so does a referee", "keygen", str(referee))
+    evidence, ruling = work / "evidence.revd", work / "ruling.rrul"
+    step(
+        "13. the challenger recomputes the trace and bisects against the provider's",
+        "dispute", receipt, "--model", model, "--input", inputs, "--trace", trace,
+        "--key", str(challenger), "--out", str(evidence),
+    )  # fmt: skip
+    step(
+        "14. the referee re-runs the one disputed operator and rules",
+        "judge", str(evidence), "--model", model, "--key", str(referee), "--out", str(ruling),
+    )  # fmt: skip
 
 
 def main() -> None:

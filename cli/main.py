@@ -8,6 +8,9 @@ traceback.
     receipts keygen provider.pem
     receipts run model.onnx --input x.npz --key provider.pem --out out/
     receipts verify out/receipt.rcpt --model model.onnx --input x.npz --provider provider.pem.pub
+    receipts spot-check out/receipt.rcpt --model model.onnx --input x.npz --trace out/trace.rtrc
+    receipts dispute out/receipt.rcpt --model m.onnx --input x.npz --trace T --key me.pem --out E
+    receipts judge E --model model.onnx --key referee.pem --out ruling.rrul
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import click
 
-from cli import render
+from cli import render, traces
 from receipts import (
     InputError,
     Policy,
@@ -39,7 +42,7 @@ from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
 from receipts.receipt import Receipt, receipt_id
-from receipts.report import RUNGS, Report, allowed_rungs
+from receipts.report import LADDER, Report, allowed_rungs
 from receipts.runtime import OPT_LEVELS
 from receipts.verifier import TensorMap as TensorMapType
 
@@ -128,6 +131,14 @@ def digest(model: Path, as_json: bool) -> None:
 @click.option("--unit-price", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--base-fee", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--asset", default="credit", show_default=True)
+@click.option(
+    "--trace", "traced", is_flag=True, help="Record every node's outputs (OUT/trace.rtrc)."
+)
+@click.option(
+    "--inject-fault",
+    metavar="NODE_NAME",
+    help="DRILL ONLY: corrupt this node's outputs (name or #INDEX) to test audit pipelines.",
+)
 def run(
     model: Path,
     inputs: Path,
@@ -138,8 +149,14 @@ def run(
     unit_price: int,
     base_fee: int,
     asset: str,
+    traced: bool,
+    inject_fault: str | None,
 ) -> None:
-    """Run MODEL on INPUTS and issue a signed receipt into OUT."""
+    """Run MODEL on INPUTS and issue a signed receipt into OUT.
+
+    With --trace the receipt commits to every node's outputs and OUT/trace.rtrc keeps them, for
+    spot checks and disputes. --inject-fault is a drill aid: the provider corrupts that node's
+    outputs while signing the honest model digest, so auditors can check they catch it."""
     signer = PrivateKey.load(key)
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
@@ -148,9 +165,9 @@ def run(
         price=Price(unit_price=unit_price, base_fee=base_fee, asset=asset),
         settings=RuntimeSettings(graph_optimization=opt_level, intra_op_threads=threads),
     )
-    issued = provider.session(loaded).run(arrays)
-    outputs_path, receipt_path = issued.write(out)
-    click.echo(render.issued_summary(issued, receipt_path, outputs_path))
+    issued = provider.session(loaded).run(arrays, trace=traced, inject_fault=inject_fault)
+    paths = issued.write(out)
+    click.echo(render.issued_summary(issued, paths, inject_fault))
 
 
 @cli.command()
@@ -159,7 +176,9 @@ def run(
 @click.option("--input", "inputs", type=existing_any, help="Inputs (.npz or test-data folder).")
 @click.option("--output", "outputs", type=existing_any, help="Claimed outputs (.npz or folder).")
 @click.option(
-    "--mode", type=click.Choice(RUNGS), help="Strongest rung to run (default: all the files allow)."
+    "--mode",
+    type=click.Choice(LADDER),
+    help="Strongest rung to run (default: all the files allow).",
 )
 @click.option("--rtol", type=click.FloatRange(0), default=1e-5, show_default=True)
 @click.option("--atol", type=click.FloatRange(0), default=1e-6, show_default=True)
@@ -191,7 +210,7 @@ def verify(
     """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed."""
     mode = mode or allowed_rungs(model, inputs, outputs)[-1]
     _check_material(mode, model, inputs, outputs)
-    rungs = RUNGS[: RUNGS.index(mode) + 1]
+    rungs = LADDER[: LADDER.index(mode) + 1]
     trusted = tuple(PublicKey.load(p) for p in providers) or None
     policy = Policy(
         trusted_keys=trusted,
@@ -267,6 +286,11 @@ def inspect(receipt: Path, as_json: bool) -> None:
         click.echo(json.dumps(view, indent=2))
         return
     click.echo(render.receipt_text(decoded, receipt_id(envelope.payload), envelope))
+
+
+cli.add_command(traces.spot_check)
+cli.add_command(traces.dispute)
+cli.add_command(traces.judge)
 
 
 def main() -> None:

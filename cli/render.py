@@ -9,10 +9,12 @@ import datetime as dt
 from pathlib import Path
 
 from receipts.digests import Digest, TensorMapDigest
+from receipts.dispute import LocalDispute
 from receipts.envelope import Envelope
 from receipts.model import LoadedModel
 from receipts.provider import Issued
 from receipts.receipt import Receipt
+from receipts.referee import SignedRuling
 from receipts.report import Report, Status
 
 _MARK = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.NOT_RUN: "----"}
@@ -34,7 +36,7 @@ def _tensors(label: str, tensors: TensorMapDigest) -> list[str]:
     return lines
 
 
-def issued_summary(issued: Issued, receipt_path: Path, outputs_path: Path) -> str:
+def issued_summary(issued: Issued, paths: list[Path], fault: str | None = None) -> str:
     r = issued.receipt
     lines = [
         f"receipt      {issued.receipt_id}",
@@ -43,8 +45,12 @@ def issued_summary(issued: Issued, receipt_path: Path, outputs_path: Path) -> st
         *_tensors("outputs", r.outputs),
         f"runtime      {r.runtime.describe()}",
         f"meter        {_meter(r)}",
-        f"wrote        {receipt_path} and {outputs_path}",
     ]
+    if r.trace is not None:
+        lines.append(f"trace        {r.trace.nodes} nodes, root {r.trace.root}")
+    if fault is not None:
+        lines.append(f"DRILL        node {safe(fault)} corrupted on purpose; this receipt is WRONG")
+    lines.append(f"wrote        {', '.join(str(p) for p in paths)}")
     return "\n".join(lines)
 
 
@@ -83,6 +89,8 @@ def receipt_text(receipt: Receipt, rid: Digest, envelope: Envelope) -> str:
         f"identity     {receipt.runtime.identity}",
         f"meter        {receipt.meter.method}: {_meter(receipt)}",
     ]
+    if receipt.trace is not None:
+        lines.append(f"trace        {receipt.trace.nodes} nodes, root {receipt.trace.root}")
     return "\n".join(lines)
 
 
@@ -102,6 +110,7 @@ def report_table(report: Report) -> str:
                 text += f": {step.details['comparison']}"
             lines.append(text)
             lines += [f"          {row}" for row in _output_rows(step.details)]
+            lines += [f"          {row}" for row in _spot_rows(step.details)]
     verdict = (
         "RELEASE: every required rung passed" if report else "REFUSE: " + str(report.first_error())
     )
@@ -124,3 +133,60 @@ def _output_rows(details: object) -> list[str]:
         elif "reason" in row:
             out.append(f"{safe(str(row['name']))}: {row['reason']}")
     return out
+
+
+def _spot_rows(details: object) -> list[str]:
+    checks = details.get("checks") if isinstance(details, dict) else None
+    if not isinstance(details, dict) or not isinstance(checks, list):
+        return []
+    out = []
+    for row in checks:
+        freivalds = row["freivalds"]
+        if isinstance(freivalds, dict):
+            share = freivalds["macs"] / max(1, freivalds["product_macs"])
+            verdict = "ok" if freivalds["ok"] else "FAILED"
+            extra = f"; Freivalds {verdict} ({share:.1%} of the product's work)"
+        else:
+            extra = ""
+        mark = "ok  " if row["ok"] else "FAIL"
+        reason = "" if row["ok"] else f": {safe(str(row['reason']))}"
+        out.append(f"{mark} {safe(str(row['node']))}: re-run {row['rerun']}{extra}{reason}")
+    units, total = details["units_checked"], details["units_model"]
+    share = f" ({units / total:.2%})" if total else ""
+    out.append(
+        f"sampled {details['samples']} of {details['nodes']} nodes; "
+        f"a single wrong node is caught with probability {details['detection_probability']:.3f}"
+    )
+    out.append(
+        f"cost: {units} of the receipt's {total} compute units{share}, {details['seconds']:.3f} s"
+    )
+    return out
+
+
+def dispute_summary(local: LocalDispute, path: Path) -> str:
+    node, result = local.node, local.result
+    provider = {e.name: e for e in result.opening.node.leaf.outputs}
+    where = f"node #{node.index} {safe(node.op_type)} {safe(node.name)!r}"
+    lines = [
+        f"divergence   {where}: inputs agreed, outputs differ",
+        f"rounds       {result.rounds} ({result.rounds - 1} bisection + 1 opening)",
+    ]
+    for entry in result.claim.outputs:
+        theirs = provider.get(entry.name)
+        lines.append(f"  {safe(entry.name)}: provider {theirs.digest if theirs else '?'}")
+        lines.append(f"  {' ' * len(safe(entry.name))}  mine     {entry.digest}")
+    lines.append(f"wrote        {path} (evidence: {local.evidence.digest})")
+    return "\n".join(lines)
+
+
+def ruling_text(signed: SignedRuling, path: Path) -> str:
+    r = signed.ruling
+    lines = [
+        f"receipt      {r.receipt}",
+        f"node         #{r.node} {safe(r.op)} {safe(r.node_name)!r}",
+        f"comparison   {r.comparison}",
+        f"reason       {safe(r.reason)}",
+        f"wrote        {path}",
+        f"RULING: {r.verdict}",
+    ]
+    return "\n".join(lines)

@@ -9,8 +9,9 @@ kind's bytes, so a digest of one kind can never be replayed as another. Digests 
     m = tensor_map_digest({"x": d})                 # names sorted by UTF-8 bytes
 
 Kinds used in v1: ``tensor``, ``sequence``, ``none``, ``tensor-map``, ``model-structure``,
-``runtime-profile``, ``receipt``, ``key-id``. Model digests are RFC 6962 Merkle roots (see
-``merkle`` and ``model``).
+``runtime-profile``, ``receipt``, ``key-id``, and for disputes ``dispute-message``, ``opening``,
+``evidence``. Model digests and trace roots are RFC 6962 Merkle roots (see ``merkle``,
+``model`` and ``trace``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""JSON views of receipts, model digests and reports, for ``--json`` and for services.
+"""JSON views of receipts, model digests, reports and rulings, for ``--json`` and services.
 
 Presentation only: bytes become hex, digests ``sha256:<hex>``; nothing here is signed or parsed
 back. The signed form is always the canonical msgpack payload.
@@ -14,6 +14,7 @@ from typing import Any
 from receipts.digests import Entry, SequenceEntry, TensorEntry, TensorMapDigest
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
+from receipts.referee import Ruling
 from receipts.report import Report
 
 
@@ -55,7 +56,28 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
     }
     if receipt.request is not None:
         view["request"] = {"digest": str(receipt.request)}
+    if receipt.trace is not None:
+        view["trace"] = {"root": str(receipt.trace.root), "nodes": receipt.trace.nodes}
     return view
+
+
+def ruling_json(ruling: Ruling) -> dict[str, Any]:
+    return {
+        "type": "ruling",
+        "version": 1,
+        "verdict": ruling.verdict,
+        "reason": ruling.reason,
+        "receipt": str(ruling.receipt),
+        "evidence": str(ruling.evidence),
+        "node": {"index": ruling.node, "name": ruling.node_name, "op": ruling.op},
+        "comparison": ruling.comparison,
+        "receipt_runtime": str(ruling.receipt_runtime),
+        "referee_runtime": str(ruling.referee_runtime),
+        "provider_outputs": [entry_json(e) for e in ruling.provider_outputs],
+        "recomputed_outputs": [entry_json(e) for e in ruling.recomputed_outputs],
+        "challenger_outputs": [entry_json(e) for e in ruling.challenger_outputs],
+        "issued_at": ruling.issued_at,
+    }
 
 
 def model_json(model: LoadedModel) -> dict[str, Any]:

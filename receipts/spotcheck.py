@@ -12,7 +12,7 @@ The steps continue the verifier's numbering (``receipts.verifier``):
 
   (12) trace     the trace file is the receipt's (model, root, node count) and the leaves of the
                  nodes that produced the model's outputs hold exactly the receipt's outputs
-  (13) sample    k distinct node indices from SHA-256(seed || receipt id)
+  (13) sample    k distinct node indices from SHA-256(seed || receipt id || counter)
   (14) nodes     each sampled node opened (o1-o4), re-run alone, and Freivalds-checked
 
     checker = SpotChecker(policy, runner_factory=OrtRunner)
@@ -57,11 +57,23 @@ class SpotPolicy:
 
 
 def sample_nodes(nodes: int, k: int, seed: bytes, receipt_id: Digest) -> list[int]:
-    """(13) ``min(k, nodes)`` distinct indices, sorted, from SHA-256(seed || receipt id)."""
-    material = hashlib.sha256(seed + receipt_id.value).digest()
-    rng = np.random.default_rng(int.from_bytes(material, "big"))
+    """(13) ``min(k, nodes)`` distinct indices, sorted. Candidate j is the first 8 bytes of
+    SHA-256(seed || receipt id || j as 4 bytes big-endian), big-endian, modulo ``nodes``, with
+    values at or above the largest multiple of ``nodes`` below 2^64 rejected (no modulo bias);
+    repeats are skipped. Portable: no language's random generator is part of the definition."""
     count = min(k, nodes)
-    return sorted(int(i) for i in rng.choice(nodes, size=count, replace=False))
+    limit = (1 << 64) - (1 << 64) % nodes
+    base = hashlib.sha256(seed + receipt_id.value)
+    chosen: dict[int, None] = {}
+    j = 0
+    while len(chosen) < count:
+        h = base.copy()
+        h.update(j.to_bytes(4, "big"))
+        x = int.from_bytes(h.digest()[:8], "big")
+        j += 1
+        if x < limit:
+            chosen[x % nodes] = None
+    return sorted(chosen)
 
 
 def detection_probability(nodes: int, k: int) -> float:
@@ -118,7 +130,7 @@ class SpotChecker:
         details: dict[str, object] = {
             "nodes": nodes,
             "samples": len(sampled),
-            "seed": seed.hex(),
+            "seed_hex": seed.hex(),
             "sampled": sampled,
             "detection_probability": detection_probability(nodes, len(sampled)),
             "checks": rows,

@@ -77,7 +77,10 @@ class _Steps:
         try:
             details = fn() or {}
         except ReceiptsError as e:
-            details = {"rows": e.details} if e.details is not None else {}
+            if isinstance(e.details, Mapping):
+                details = e.details
+            else:
+                details = {"rows": e.details} if e.details is not None else {}
             self.results.append(
                 StepResult(step=step, status=Status.FAILED, reason=str(e), error=e, details=details)
             )
