@@ -74,8 +74,9 @@ class NodeView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SingleNode:
-    """A one-node model and the names it must be fed (the rest are embedded constants)."""
+class SubModel:
+    """A model of some of the nodes, and the names it must be fed (weights and Constant
+    outputs are embedded)."""
 
     data: bytes
     feeds: tuple[str, ...]
@@ -200,36 +201,45 @@ class GraphView:
         known = set(finals)
         return finals + [n for node in self.nodes for n in node.outputs if n not in known]
 
-    def single_node(self, index: int, inputs: Mapping[str, Value]) -> SingleNode:
+    def single_node(self, index: int, inputs: Mapping[str, Value]) -> SubModel:
         """Node ``index`` alone: values from other nodes and model inputs become graph inputs
         typed by ``inputs``; weights and Constant outputs stay initializers, as in the model."""
-        src = self.model.proto
-        graph = src.graph
-        node = self.nodes[index]
+        return self.part(index, index + 1, inputs)
+
+    def part(self, lo: int, hi: int, inputs: Mapping[str, Value]) -> SubModel:
+        """Nodes ``lo`` to ``hi - 1`` as one model whose outputs are all their outputs. Values
+        from outside the range become graph inputs typed (element type, any shape) by
+        ``inputs``; weights and Constant outputs stay initializers, as in the model."""
+        graph = self.model.proto.graph
         constants = self._constant_nodes()
-        g = onnx.GraphProto(name=f"node_{index}")
+        g = onnx.GraphProto(name=f"nodes_{lo}_{hi}")
         embedded: list[onnx.NodeProto] = []
         feeds: list[str] = []
         overridable = {v.name: v for v in graph.input if self._is_weight(v.name)}
-        for name in node.inputs:
-            producer = self.producers.get(name)
-            if producer is not None and producer in constants:
-                embedded.append(graph.node[producer])  # Constant nodes load as initializers
-            elif name in inputs:
-                g.input.append(self.value_info(name, inputs[name]))
-                feeds.append(name)
-            elif name in self._inits:
-                g.initializer.append(graph.initializer[self._index(self._inits[name])])
-                if name in overridable:
-                    g.input.append(overridable[name])
-            elif name in self._sparse:
-                g.sparse_initializer.append(graph.sparse_initializer[self._sparse[name]])
-            else:
-                raise ModelError(f"node {node.label}: no value supplied for {name!r}")
-        g.node.extend([*embedded, graph.node[index]])
-        for name in node.outputs:
-            g.output.append(onnx.ValueInfoProto(name=name))
-        return SingleNode(data=_serialize(self._wrap(g)), feeds=tuple(feeds))
+        seen: set[str] = set()
+        for node in self.nodes[lo:hi]:
+            for name in node.inputs:
+                producer = self.producers.get(name)
+                if name in seen or (producer is not None and lo <= producer < hi):
+                    continue
+                seen.add(name)
+                if producer is not None and producer in constants:
+                    embedded.append(graph.node[producer])  # Constant nodes load as initializers
+                elif name in inputs:
+                    g.input.append(self.value_info(name, inputs[name]))
+                    feeds.append(name)
+                elif name in self._inits:
+                    g.initializer.append(graph.initializer[self._index(self._inits[name])])
+                    if name in overridable:
+                        g.input.append(overridable[name])
+                elif name in self._sparse:
+                    g.sparse_initializer.append(graph.sparse_initializer[self._sparse[name]])
+                else:
+                    raise ModelError(f"node {node.label}: no value supplied for {name!r}")
+        g.node.extend([*embedded, *graph.node[lo:hi]])
+        for node in self.nodes[lo:hi]:
+            g.output.extend(onnx.ValueInfoProto(name=name) for name in node.outputs)
+        return SubModel(data=_serialize(self._wrap(g)), feeds=tuple(feeds))
 
     def without_node_bytes(self, index: int, values: Mapping[str, Value]) -> bytes:
         """The traced model with node ``index`` removed and its outputs fed as graph inputs
@@ -281,9 +291,10 @@ class GraphView:
         )
 
     def value_info(self, name: str, value: Value) -> onnx.ValueInfoProto:
-        """A typed graph input for ``value`` (its element type and exact shape)."""
+        """A graph input typed like ``value`` (its element type; any shape, so a model built
+        from one request's values serves the next)."""
         if isinstance(value, np.ndarray):
-            return helper.make_tensor_value_info(name, elem_type_of(value).onnx, list(value.shape))
+            return helper.make_tensor_value_info(name, elem_type_of(value).onnx, None)
         inferred = self._inferred.get(name)
         if isinstance(value, list) and value:
             item = np.asarray(value[0])

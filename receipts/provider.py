@@ -157,7 +157,7 @@ class ModelSession:
         if trace or inject_fault is not None:
             tracer = self.tracer
             fault = tracer.view.find(inject_fault) if inject_fault is not None else None
-            run = tracer.run(arrays, fault=fault)
+            run = tracer.run(arrays, fault=fault, pool=self._hash_pool(2) if trace else None)
             outputs = run.outputs
             if trace:
                 leaves = run.leaves(self._hash_pool(2))

@@ -17,6 +17,7 @@ that computed that one node wrongly, while the receipt still binds the honest mo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -25,12 +26,33 @@ import numpy as np
 
 from receipts.digests import Entry, Value, value_entry
 from receipts.errors import ModelError, RuntimeRefusedError
-from receipts.graph import GraphView, NodeView
+from receipts.graph import GraphView, NodeView, SubModel
+from receipts.meter import node_units
 from receipts.model import LoadedModel
 from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeProfile, RuntimeSettings
+from receipts.tensors import canonical_bytes
 from receipts.trace import TraceLeaf
 
 TRACE_OPTIMIZATION = "disable"
+SPLIT_PARTS = 4
+MIN_SPLIT_NODES = 8
+
+
+def _entries(values: Mapping[str, Value]) -> dict[str, Entry]:
+    return {name: value_entry(name, value) for name, value in values.items()}
+
+
+def _balanced(costs: list[int], parts: int) -> list[int]:
+    """Cut points 0 = b0 < b1 < ... < bk = len(costs) splitting ``costs`` into at most
+    ``parts`` consecutive runs of about equal sum."""
+    total = sum(costs)
+    bounds, running = [0], 0
+    for i, cost in enumerate(costs[:-1]):
+        running += cost
+        if running * parts >= total * len(bounds) and len(bounds) < parts:
+            bounds.append(i + 1)
+    bounds.append(len(costs))
+    return bounds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +63,7 @@ class TracedRun:
     values: dict[str, Value]
     outputs: dict[str, Value]
     fault: NodeView | None = None
+    entries: dict[str, Entry] | None = None  # digests already computed while running
 
     def node_values(self, index: int) -> dict[str, Value]:
         return {name: self.values[name] for name in self.view.nodes[index].outputs}
@@ -49,11 +72,13 @@ class TracedRun:
         """The leaves in node order; digests computed on ``pool`` when given (hashlib releases
         the GIL on large buffers, so two threads hash two tensors at once)."""
         names = [name for node in self.view.nodes for name in node.outputs]
-        if pool is None:
-            entries = [value_entry(name, self.values[name]) for name in names]
+        if self.entries is not None:
+            by_name = self.entries
+        elif pool is None:
+            by_name = {name: value_entry(name, self.values[name]) for name in names}
         else:
-            entries = list(pool.map(lambda n: value_entry(n, self.values[n]), names))
-        by_name: dict[str, Entry] = dict(zip(names, entries, strict=True))
+            entries = pool.map(lambda n: value_entry(n, self.values[n]), names)
+            by_name = dict(zip(names, entries, strict=True))
         return [
             TraceLeaf(
                 index=node.index,
@@ -90,14 +115,25 @@ class Tracer:
         if not self.view.nodes:
             raise ModelError("the model has no nodes to trace")
         self.runner: Runner = runner_factory(self.view.traced_bytes(), settings)
-        self._names = self.view.traced_output_names()
+        self._parts: list[tuple[SubModel, Runner]] | None = None
+        self._parts_tried = False
 
     @property
     def profile(self) -> RuntimeProfile:
         return self.runner.profile
 
-    def run(self, inputs: Mapping[str, Value], *, fault: NodeView | None = None) -> TracedRun:
-        """Run on checked inputs; with ``fault``, corrupt that node's outputs (a drill)."""
+    def run(
+        self,
+        inputs: Mapping[str, Value],
+        *,
+        fault: NodeView | None = None,
+        pool: Executor | None = None,
+    ) -> TracedRun:
+        """Run on checked inputs; with ``fault``, corrupt that node's outputs (a drill). With a
+        ``pool`` of two or more threads, later runs hash each part's outputs while the next
+        part runs (see ``_split``)."""
+        if fault is None and pool is not None and self._parts:
+            return self._run_parts(inputs, self._parts, pool)
         values = self.runner.run(inputs)
         if fault is not None:
             corrupted = {name: corrupt(name, values[name]) for name in fault.outputs}
@@ -105,13 +141,67 @@ class Tracer:
                 self.view.without_node_bytes(fault.index, corrupted), self.settings
             )
             values = {**rest.run({**inputs, **corrupted}), **corrupted}
+        if fault is None and pool is not None and not self._parts_tried:
+            self._parts_tried = True
+            self._parts = self._split(inputs, values)
+        return TracedRun(
+            view=self.view, values=values, outputs=self._finals(values, inputs), fault=fault
+        )
+
+    def _finals(self, values: Mapping[str, Value], inputs: Mapping[str, Value]) -> dict[str, Value]:
         finals = [o.name for o in self.model.proto.graph.output]
+        return {name: values[name] if name in values else inputs[name] for name in finals}
+
+    def _run_parts(
+        self, inputs: Mapping[str, Value], parts: list[tuple[SubModel, Runner]], pool: Executor
+    ) -> TracedRun:
+        values: dict[str, Value] = dict(inputs)
+        pending = []
+        for part, runner in parts:
+            out = runner.run({name: values[name] for name in part.feeds})
+            values.update(out)
+            pending.append(pool.submit(_entries, out))
+        entries: dict[str, Entry] = {}
+        for future in pending:
+            entries.update(future.result())
+        produced = {name: values[name] for name in self.view.producers}
         return TracedRun(
             view=self.view,
-            values=values,
-            outputs={name: values[name] if name in values else inputs[name] for name in finals},
-            fault=fault,
+            values=produced,
+            outputs=self._finals(values, inputs),
+            entries=entries,
         )
+
+    def _split(
+        self, inputs: Mapping[str, Value], values: Mapping[str, Value]
+    ) -> list[tuple[SubModel, Runner]] | None:
+        """Split the nodes into consecutive parts of about equal compute, so that hashing one
+        part's outputs (on the pool) overlaps running the next (onnxruntime and hashlib both
+        release the GIL). Kept only if, on this first run, the parts give bit for bit the values
+        the whole traced model gave; otherwise (and for small models, or values that are not
+        plain tensors) runs stay whole."""
+        nodes = self.view.nodes
+        if len(nodes) < MIN_SPLIT_NODES or not all(
+            isinstance(values.get(name), np.ndarray) for name in self.view.producers
+        ):
+            return None
+        every = {**inputs, **values}
+        shapes = {name: tuple(v.shape) for name, v in every.items() if isinstance(v, np.ndarray)}
+        graph = self.model.proto.graph
+        costs = [max(1, node_units(graph.node[n.index], shapes)) for n in nodes]
+        bounds = _balanced(costs, SPLIT_PARTS)
+        parts = []
+        for lo, hi in itertools.pairwise(bounds):
+            part = self.view.part(lo, hi, every)
+            parts.append((part, self.runner_factory(part.data, self.settings)))
+        check: dict[str, Value] = dict(inputs)
+        for part, runner in parts:
+            check.update(runner.run({name: check[name] for name in part.feeds}))
+        same = all(
+            canonical_bytes(np.asarray(check[name])) == canonical_bytes(np.asarray(values[name]))
+            for name in self.view.producers
+        )
+        return parts if same else None
 
 
 def corrupt(name: str, value: Value) -> Value:

@@ -18,7 +18,10 @@ from receipts import Policy, Verifier, load_model, load_tensors
 from receipts.codec import encode
 from receipts.digests import TensorMapDigest, tensor_digest
 from receipts.envelope import pae
+from receipts.evidence import Evidence
+from receipts.referee import Referee, read_ruling
 from receipts.runtime import RuntimeSettings, local_profile
+from receipts.trace import TraceReader
 from tests.conftest import (
     FIXTURES,
     ROOT,
@@ -30,7 +33,7 @@ from tests.conftest import (
 )
 
 CASES = json.loads((FIXTURES / "invalid" / "cases.json").read_text())
-MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json")
+MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json", "disputes")
 
 
 def _same_identity() -> bool:
@@ -152,3 +155,30 @@ def test_digest_and_key_vectors_match() -> None:
 def test_external_data_fixture_has_the_embedded_digest() -> None:
     external = load_model(FIXTURES / "models" / "mlp_external" / "model.onnx")
     assert external.digest == fixture_model("mlp").digest
+
+
+@pytest.mark.parametrize(
+    ("bundle", "verdict"),
+    [("provider_fault", "provider-fault"), ("challenge_rejected", "challenge-rejected")],
+)
+def test_committed_disputes_are_judged_as_named(bundle: str, verdict: str, tmp_path: Path) -> None:
+    referee = fixture_key("referee_ed25519")
+    signed = read_ruling(
+        (FIXTURES / "disputes" / f"{bundle}.ruling").read_bytes(), (referee.public_key,)
+    )
+    evidence = Evidence.read(FIXTURES / "disputes" / f"{bundle}.revd")
+    assert signed.ruling.verdict == verdict
+    assert signed.ruling.evidence == evidence.digest
+    fresh = Referee(referee).judge(evidence, fixture_model("convnet"))
+    assert fresh.ruling.verdict == verdict
+    assert fresh.ruling.node == signed.ruling.node == evidence.index
+
+
+def test_committed_trace_matches_its_vectors() -> None:
+    v = vectors()["trace"]
+    with TraceReader.open(FIXTURES / "disputes" / "honest" / "trace.rtrc") as trace:
+        trace.check_all()
+        assert len(trace) == v["nodes"]
+        assert str(trace.root) == v["root"]
+        assert trace.leaves[0].data.hex() == v["leaf_0"]
+        assert trace.leaves[0].hash.hex() == v["leaf_0_hash"]
