@@ -384,6 +384,15 @@ def check_transcript(
         raise DisputeError("the transcript does not start with the challenger's open message")
     if len(messages) < 3 or [m.message.kind for m in messages[-2:]] != ["request", "opening"]:
         raise DisputeError("the transcript does not end with a request and its opening")
+    index = messages[-2].message.body["index"]
+    sizes = {0, receipt.trace.nodes} | {
+        m.message.body["size"] for m in messages if m.message.kind == "prefix"
+    }
+    if index not in sizes or index + 1 not in sizes:
+        raise DisputeError(
+            f"the transcript requests node #{index} without bisecting down to it (prefixes of "
+            f"{index} and {index + 1} nodes must have been answered)"
+        )
     return messages
 
 
@@ -417,6 +426,9 @@ def dispute_locally(
         raise SignatureError("receipt names a provider key other than the one that signed it")
     if model.digest != receipt.model:
         raise ModelError(f"the model is not the receipt's: {model.digest} vs {receipt.model}")
+    if receipt.trace is None:
+        raise DisputeError("the receipt carries no trace commitment to dispute")
+    provider_trace.check_commitment(receipt.trace, receipt.model)
     rid = receipt_id(envelope.payload)
     tracer = Tracer(model, receipt.runtime.settings, runner_factory=runner_factory)
     arrays = model.check_inputs(inputs)

@@ -28,7 +28,7 @@ import numpy as np
 from receipts import codec
 from receipts.codec import Limits, MapReader
 from receipts.digests import Digest, TensorEntry, record_digest
-from receipts.errors import MalformedError
+from receipts.errors import LimitError, MalformedError
 from receipts.files import write_atomic
 from receipts.frames import FrameReader, write_frame, write_tensor_frame
 from receipts.keys import PublicKey
@@ -99,6 +99,15 @@ class Evidence:
 
     @classmethod
     def _read(cls, f: IO[bytes], size: int) -> Evidence:
+        try:
+            return cls._parse(f, size)
+        except (EvidenceError, LimitError):
+            raise
+        except MalformedError as e:  # a trace leaf, key or entry inside the bundle
+            raise EvidenceError(f"evidence bundle: {e}") from e
+
+    @classmethod
+    def _parse(cls, f: IO[bytes], size: int) -> Evidence:
         frames = FrameReader(f, size, what="evidence bundle", error_type=EvidenceError)
         frames.magic(EVIDENCE_MAGIC)
         r = MapReader(frames.map(_MANIFEST, "manifest", _MANIFEST_LIMITS), "evidence")
@@ -117,21 +126,16 @@ class Evidence:
             what = f"tensor {count} ({entry.name!r})"
             offset, length = frames.skip(_TENSOR, what)
             f.seek(offset)
-            return decode_tensor(entry, f.read(length), "evidence")
+            return decode_tensor(entry, f.read(length), "bundle")
 
-        try:
-            evidence = cls(
-                receipt=r.binary("receipt"),
-                challenger=challenger,
-                index=r.integer("node", 0, MAX_NODES - 1),
-                claim=TraceLeaf.decode(r.binary("claim")),
-                transcript=tuple(_binaries(r.array("transcript", 256))),
-                opening=opening_from_wire(r.raw("opening"), read),
-            )
-        except EvidenceError:
-            raise
-        except MalformedError as e:
-            raise EvidenceError(f"evidence: {e}") from e
+        evidence = cls(
+            receipt=r.binary("receipt"),
+            challenger=challenger,
+            index=r.integer("node", 0, MAX_NODES - 1),
+            claim=TraceLeaf.decode(r.binary("claim")),
+            transcript=tuple(_binaries(r.array("transcript", 256))),
+            opening=opening_from_wire(r.raw("opening"), read),
+        )
         r.close()
         frames.end()
         if evidence.opening.index != evidence.index:

@@ -52,7 +52,7 @@ class FrameReader:
 
     def magic(self, magic: bytes) -> None:
         if self.f.read(len(magic)) != magic:
-            raise self.error(f"not a {self.what} file (bad magic)")
+            raise self.error(f"not a valid {self.what} (bad magic)")
 
     def _head(self, kind: int, what: str, limit: int) -> int:
         head = self.f.read(FRAME.size)
@@ -87,4 +87,4 @@ class FrameReader:
     def end(self) -> None:
         extra = self.size - self.f.tell()
         if extra:
-            raise self.error(f"{extra} bytes after the end of the {self.what}")
+            raise self.error(f"{extra} byte(s) after the end of the {self.what}")

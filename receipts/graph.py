@@ -224,7 +224,12 @@ class GraphView:
                     continue
                 seen.add(name)
                 if producer is not None and producer in constants:
-                    embedded.append(graph.node[producer])  # Constant nodes load as initializers
+                    # onnxruntime loads Constant nodes as initializers: the value given (the
+                    # committed one, for an opening) becomes one, else the node itself is used.
+                    if name in inputs:
+                        g.initializer.append(_initializer(name, inputs[name]))
+                    else:
+                        embedded.append(graph.node[producer])
                 elif name in inputs:
                     g.input.append(self.value_info(name, inputs[name]))
                     feeds.append(name)
@@ -302,6 +307,15 @@ class GraphView:
         if inferred is None:
             raise ModelError(f"cannot type {name!r} (an empty optional or sequence) for a re-run")
         return helper.make_value_info(name, inferred)
+
+
+def _initializer(name: str, value: Value) -> onnx.TensorProto:
+    if not isinstance(value, np.ndarray):
+        raise ModelError(f"{name!r}: a Constant's value must be a tensor")
+    try:
+        return numpy_helper.from_array(value, name)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{name!r}: cannot embed the value as an initializer ({e})") from e
 
 
 def _outer_names(node: onnx.NodeProto) -> set[str]:

@@ -117,7 +117,8 @@ class SpotChecker:
         started = time.perf_counter()
         nodes = len(reader)
         sampled = sample_nodes(nodes, self.policy.samples, seed, receipt_id)
-        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(b"freivalds" + seed).digest()))
+        material = hashlib.sha256(b"freivalds\x00" + seed + receipt_id.value).digest()
+        rng = np.random.default_rng(int.from_bytes(material, "big"))
         rows = []
         failed: list[dict[str, object]] = []
         for index in sampled:

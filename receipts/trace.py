@@ -47,7 +47,7 @@ from receipts.digests import (
     entry_to_wire,
     tensor_digest,
 )
-from receipts.errors import MalformedError, UnsupportedVersionError
+from receipts.errors import LimitError, MalformedError, UnsupportedVersionError
 from receipts.frames import MAP_LIMITS, FrameReader, write_frame, write_tensor_frame
 from receipts.tensors import ELEM_TYPES, byte_length, element_count
 from receipts.tensors import from_canonical_bytes as _from_bytes
@@ -205,6 +205,12 @@ class TraceReader:
             raise TraceError(f"cannot read trace {path}: {e.strerror or e}") from e
         try:
             return cls._index(path, f)
+        except (TraceError, LimitError, UnsupportedVersionError):
+            f.close()
+            raise
+        except MalformedError as e:  # a field of the header or end frame
+            f.close()
+            raise TraceError(f"trace file: {e}") from e
         except BaseException:
             f.close()
             raise
@@ -212,7 +218,7 @@ class TraceReader:
     @classmethod
     def _index(cls, path: Path, f: IO[bytes]) -> TraceReader:
         size = os.fstat(f.fileno()).st_size
-        frames = FrameReader(f, size, what="trace", error_type=TraceError)
+        frames = FrameReader(f, size, what="trace file", error_type=TraceError)
         frames.magic(TRACE_MAGIC)
         header = MapReader(frames.map(_HEADER, "header"), "trace header")
         if header.text("type", 16) != "trace":

@@ -137,10 +137,13 @@ class Tracer:
         values = self.runner.run(inputs)
         if fault is not None:
             corrupted = {name: corrupt(name, values[name]) for name in fault.outputs}
-            rest = self.runner_factory(
-                self.view.without_node_bytes(fault.index, corrupted), self.settings
-            )
-            values = {**rest.run({**inputs, **corrupted}), **corrupted}
+            if len(self.view) == 1:
+                values = corrupted  # nothing else runs
+            else:
+                rest = self.runner_factory(
+                    self.view.without_node_bytes(fault.index, corrupted), self.settings
+                )
+                values = {**rest.run({**inputs, **corrupted}), **corrupted}
         if fault is None and pool is not None and not self._parts_tried:
             self._parts_tried = True
             self._parts = self._split(inputs, values)
