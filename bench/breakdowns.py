@@ -55,7 +55,7 @@ class Breakdown:
     steps: tuple[Step, ...]
 
 
-def _breakdown(
+def breakdown_of(
     name: str, note: str, calls: list[tuple[str, Call]], *, rounds: int, block: float
 ) -> Breakdown:
     timed = profile_steps(calls, rounds=rounds, block_seconds=block)
@@ -93,7 +93,7 @@ def issuance(name: str, model_bytes: bytes, x: np.ndarray[Any, Any], rounds: int
         (FLOOR + "Ed25519 sign of the PAE bytes", lambda: raw_key.sign(message)),
         ("envelope.to_bytes()", envelope.to_bytes),
     ]
-    return _breakdown(
+    return breakdown_of(
         name, "each step alone, same data; rows overlap", calls, rounds=rounds, block=0.01
     )
 
@@ -129,7 +129,7 @@ def verification(rounds: int) -> Breakdown:
         ("TensorMapDigest.of(outputs) (8)", lambda: TensorMapDigest.of(r.outputs)),
         ("MeterPlan.units, cached plan (9)", lambda: plan.units(shapes)),
     ]
-    return _breakdown(
+    return breakdown_of(
         "verify: signature + digests (model, inputs, outputs)",
         f"each step alone; receipt payload {len(payload)} B, envelope {len(data)} B",
         calls,
@@ -156,6 +156,6 @@ def digest(files: ModelFiles, rounds: int) -> Breakdown:
         ("  Path.read_bytes of the data file", files.external_data.read_bytes),
         ("lazy, not in load_model: runtime bytes (external)", external.proto.SerializeToString),
     ]
-    return _breakdown(
+    return breakdown_of(
         "digest: load_model", "each step alone, warm page cache", calls, rounds=rounds, block=0.0
     )

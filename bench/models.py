@@ -3,6 +3,7 @@
 mlp_bytes(layers=8, width=512, batch=32)        # MatMul+Relu stack, float32
 convnet_bytes()                                 # Conv/Relu/MaxPool x4, GAP, Gemm
 big_mlp(layers=6, width=2048)                   # ~100 MB of float32 weights (a ModelProto)
+matmul_bytes(1024)                              # one MatMul node, a [n, n] @ b [n, n]
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def convnet_bytes() -> bytes:
 def big_mlp(*, layers: int = 6, width: int = 2048) -> onnx.ModelProto:
     """``layers * width**2`` float32 weights: 6 x 2048 x 2048 is 25.2 M weights, 100.7 MB."""
     return mlp(layers=layers, width=width, batch="batch", seed=2)
+
+
+def matmul_bytes(n: int) -> bytes:
+    """One MatMul node: inputs ``a`` and ``b`` and output ``c``, each float32 [n, n]."""
+    square = [n, n]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"], name="matmul")],
+        "matmul",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, square),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, square),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, square)],
+    )
+    data: bytes = _model(graph).SerializeToString()
+    return data
 
 
 def float_input(shape: tuple[int, ...], seed: int = 3) -> np.ndarray[Any, Any]:

@@ -28,13 +28,14 @@ HEADER_FACTS = (
     "onnxruntime",
     "cryptography",
     "runtime_profile",
+    "blas_threads",
     "load_average_start",
 )
 LEGEND = (
-    "ratio = median over rounds of subject/baseline time (issue, digest) or of subject/baseline "
-    "throughput (verify),\neach round comparing the median call of a baseline block with that of "
-    "the adjacent subject block;\nIQR = interquartile range of the per-round ratios; baseline and "
-    "subject columns: median per-call time or calls/s."
+    "ratio = median over rounds of subject/baseline time (issue, digest, trace, spot, freivalds, "
+    "judge)\nor of subject/baseline throughput (verify), each round comparing the median call of "
+    "a baseline block\nwith that of the adjacent subject block; IQR = interquartile range of the "
+    "per-round ratios;\nbaseline and subject columns: median per-call time or calls/s."
 )
 
 
@@ -76,6 +77,7 @@ def machine_facts(root: Path, extra: Mapping[str, str]) -> dict[str, object]:
         "numpy": np.__version__,
         "cryptography": cryptography.__version__,
         "msgpack": ".".join(str(p) for p in msgpack.version),
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default (all cores)"),
         "load_average_start": list(os.getloadavg()),
         "git_commit": git_commit(root),
         "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -23,6 +23,22 @@ What is measured (subject vs baseline; details in ``bench/cases.py``):
    re-serialized model, for external data) are lazy: computed only when asked, not here.
    Baseline: read the file(s) and SHA-256 the bytes. Goal <= 3x, for the model with embedded
    weights and saved with external data.
+4. Traces, spot checks and disputes (issue 3; ``bench/trace_cases.py``).
+   (a) Traced run. Subject: ``ModelSession.run(x, trace=True).to_bytes()`` (every node output
+   captured and hashed, Merkle root, receipt, signature); baseline: the same session's untraced
+   ``run(x).to_bytes()`` (1a's subject). MLP as 1a, goal <= 1.5x; convnet as 1b, goal <= 1.3x.
+   Writing the files (``Issued.write``) is a separate row per model, without a goal.
+   (b) Spot check on the onnx package's light_resnet50 (415 nodes). Subject:
+   ``SpotChecker.check_nodes`` with k=8 and seed ``str(i)`` on call i (trace index opened once,
+   outside timing); baseline: full re-execution, ``OrtRunner.run`` on a runner built for the
+   model. Goal <= 0.2x. Also reported: the whole spot-check rung of ``Verifier.check`` with
+   ``TraceReader.open`` inside the call.
+   (c) Freivalds. Subject: ``freivalds.check_node("MatMul", ...)`` on float32 1024x1024 and the
+   product onnxruntime computed; baseline: that product, one MatMul node in onnxruntime (one
+   thread, optimization disabled). Goal <= 0.1x.
+   (d) Referee. Subject: ``Referee.judge(Evidence.read(path), model)`` on the bundle of a
+   dispute over a provider-faulted light_resnet50 receipt, model pre-loaded; baseline: full
+   re-execution as in (b). Goal <= 0.1x. Also reported: with ``load_model`` inside the call.
 
 Method (``bench/harness.py``): warm up, then alternate baseline and subject blocks (order
 flipping every round), each block ~``block_seconds`` of back-to-back, individually timed calls;
@@ -36,14 +52,20 @@ stdout and ``bench/out/results.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+# One thread per side: onnxruntime runs on one intra-op thread (the runtime profile), and numpy's
+# BLAS, which does Freivalds' products, would otherwise use every core. Set before numpy loads;
+# an explicit OPENBLAS_NUM_THREADS in the environment wins (and is printed in the header).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import breakdowns, cases, report
+from bench import breakdowns, cases, report, trace_breakdowns, trace_cases
 from bench.breakdowns import Breakdown
 from bench.harness import Case, Plan, Result, compare
 
@@ -55,12 +77,20 @@ PLANS = {
     "issue": Plan(blocks=60, block_seconds=0.05, warmup_seconds=1.0),
     "verify": Plan(blocks=60, block_seconds=0.04, warmup_seconds=0.5),
     "digest": Plan(blocks=16, block_seconds=0.0, warmup_seconds=0.0),
+    "trace": Plan(blocks=40, block_seconds=0.05, warmup_seconds=0.5),
+    "spot": Plan(blocks=20, block_seconds=0.4, warmup_seconds=0.5),
+    "judge": Plan(blocks=12, block_seconds=0.25, warmup_seconds=0.3),
+    "freivalds": Plan(blocks=30, block_seconds=0.1, warmup_seconds=0.3),
     "breakdown": Plan(blocks=5, block_seconds=0.0, warmup_seconds=0.0),
 }
 QUICK = {
     "issue": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.2),
     "verify": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.1),
     "digest": Plan(blocks=2, block_seconds=0.0, warmup_seconds=0.0),
+    "trace": Plan(blocks=4, block_seconds=0.02, warmup_seconds=0.1),
+    "spot": Plan(blocks=3, block_seconds=0.0, warmup_seconds=0.0),
+    "judge": Plan(blocks=3, block_seconds=0.0, warmup_seconds=0.0),
+    "freivalds": Plan(blocks=4, block_seconds=0.02, warmup_seconds=0.1),
     "breakdown": Plan(blocks=1, block_seconds=0.0, warmup_seconds=0.0),
 }
 
@@ -84,6 +114,22 @@ def run_all(plans: dict[str, Plan], tmp: Path) -> tuple[list[Result], list[Break
     return results, [*found, breakdowns.digest(files, rounds)]
 
 
+def run_traces(plans: dict[str, Plan], tmp: Path) -> tuple[list[Result], list[Breakdown]]:
+    """Family 4; the light_resnet50 receipts, traces and evidence are prepared once."""
+    rounds = plans["breakdown"].blocks
+    results = run_family(trace_cases.traced_cases(tmp / "traced"), plans["trace"])
+    print("  preparing light_resnet50 traces and evidence ...", file=sys.stderr, flush=True)
+    resnet = trace_cases.write_resnet_traces(tmp)
+    with contextlib.ExitStack() as stack:
+        results += run_family(trace_cases.spot_cases(resnet, stack), plans["spot"])
+    results += run_family(trace_cases.freivalds_cases(), plans["freivalds"])
+    results += run_family(trace_cases.judge_cases(resnet), plans["judge"])
+    print("  trace breakdowns ...", file=sys.stderr, flush=True)
+    found = trace_breakdowns.traced_all(rounds * 3, tmp / "traced")
+    found += [trace_breakdowns.spot(resnet, rounds), trace_breakdowns.judge(resnet, rounds)]
+    return results, [*found, trace_breakdowns.freivalds(rounds * 3)]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="few short rounds (smoke test)")
@@ -94,6 +140,8 @@ def main(argv: list[str]) -> int:
     machine = report.machine_facts(ROOT, cases.machine_profile())
     with tempfile.TemporaryDirectory(prefix="receipts-bench-") as tmp:
         results, found = run_all(plans, Path(tmp))
+        more, found_more = run_traces(plans, Path(tmp))
+    results, found = [*results, *more], [*found, *found_more]
     total = time.perf_counter() - start
     print(report.header(machine), report.table(results), report.LEGEND, sep="\n\n")
     print(report.details(results), report.breakdown_text(found), sep="\n\n", end="\n\n")
