@@ -19,7 +19,7 @@ The bundle's digest is the digest of the manifest, which binds every tensor thro
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from receipts import codec
 from receipts.codec import Limits, MapReader
-from receipts.digests import Digest, TensorEntry, record_digest
+from receipts.digests import Digest, TensorEntry, digest_of, record_digest
 from receipts.errors import LimitError, MalformedError
 from receipts.files import write_atomic
 from receipts.frames import FrameReader, write_frame, write_tensor_frame
@@ -55,6 +55,10 @@ class Evidence:
     claim: TraceLeaf  # the challenger's leaf for the disputed node
     opening: Opening
     transcript: tuple[bytes, ...]
+    # As read from a file: the manifest's bytes and its opening map (their digests then need no
+    # second pass over the tensors, which were checked against the map's entries when read).
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    opening_wire: object = field(default=None, repr=False, compare=False)
 
     def manifest(self) -> tuple[dict[str, object], list[np.ndarray[Any, Any]]]:
         opening, tensors = opening_to_wire(self.opening)
@@ -72,7 +76,16 @@ class Evidence:
 
     @property
     def digest(self) -> Digest:
+        if self.raw is not None:
+            return digest_of("evidence", self.raw)
         return record_digest("evidence", self.manifest()[0])
+
+    @property
+    def opening_digest(self) -> bytes:
+        """What the transcript's ``opening`` message names: the digest of the opening map."""
+        if self.opening_wire is not None:
+            return record_digest("opening", self.opening_wire).value
+        return record_digest("opening", opening_to_wire(self.opening)[0]).value
 
     def write(self, path: Path) -> None:
         """Write the bundle atomically (a crash leaves the old file or none, never half)."""
@@ -110,7 +123,12 @@ class Evidence:
     def _parse(cls, f: IO[bytes], size: int) -> Evidence:
         frames = FrameReader(f, size, what="evidence bundle", error_type=EvidenceError)
         frames.magic(EVIDENCE_MAGIC)
-        r = MapReader(frames.map(_MANIFEST, "manifest", _MANIFEST_LIMITS), "evidence")
+        raw = frames.read(_MANIFEST, "manifest", _MANIFEST_LIMITS.max_bytes)
+        try:
+            manifest = codec.decode(raw, limits=_MANIFEST_LIMITS)
+        except MalformedError as e:
+            raise EvidenceError(f"evidence bundle manifest: {e}") from e
+        r = MapReader(manifest, "evidence")
         if r.text("type", 16) != "evidence":
             raise EvidenceError("not an evidence manifest")
         if r.integer("version", 0, 255) != EVIDENCE_VERSION:
@@ -135,6 +153,8 @@ class Evidence:
             claim=TraceLeaf.decode(r.binary("claim")),
             transcript=tuple(_binaries(r.array("transcript", 256))),
             opening=opening_from_wire(r.raw("opening"), read),
+            raw=raw,
+            opening_wire=r.raw("opening"),
         )
         r.close()
         frames.end()

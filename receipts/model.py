@@ -20,6 +20,7 @@ change what onnxruntime computes without changing the digest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping
@@ -85,18 +86,27 @@ class ModelDigest:
     structure: Digest
     weights: tuple[WeightLeaf, ...]
     digest: Digest
+    tree: merkle.MerkleTree = dataclasses.field(repr=False, compare=False)
+    index: Mapping[str, int] = dataclasses.field(
+        repr=False, compare=False
+    )  # leaf index by weight path
 
     @classmethod
     def build(cls, structure: Digest, weights: list[WeightLeaf]) -> ModelDigest:
         ordered = tuple(sorted(weights, key=lambda w: w.path.encode("utf-8")))
-        leaves = _leaf_hashes(structure, ordered)
-        return cls(structure=structure, weights=ordered, digest=Digest(merkle.root(leaves)))
+        tree = merkle.MerkleTree(_leaf_hashes(structure, ordered))
+        return cls(
+            structure=structure,
+            weights=ordered,
+            digest=Digest(tree.root()),
+            tree=tree,
+            index={w.path: i for i, w in enumerate(ordered, start=1)},
+        )
 
     def inclusion_proof(self, path: str) -> tuple[int, list[bytes]]:
         """Leaf index and audit path of the weight at ``path`` (the structure leaf is index 0)."""
-        paths = [w.path for w in self.weights]
-        index = paths.index(path) + 1
-        return index, merkle.inclusion_proof(_leaf_hashes(self.structure, self.weights), index)
+        index = self.index[path]
+        return index, self.tree.inclusion_proof(index)
 
 
 def structure_leaf_data(structure: Digest) -> bytes:

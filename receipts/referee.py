@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import Digest, Entry, entry_from_wire, entry_to_wire, value_entry
-from receipts.dispute import check_transcript, opening_digest
+from receipts.dispute import check_transcript
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
 from receipts.errors import MalformedError, ModelError, SignatureError
@@ -158,6 +158,13 @@ class Referee:
         self.output_tolerances = dict(output_tolerances or {})
         self.clock: Clock = clock or SystemClock()
         self.runner_factory = runner_factory
+        self._views: dict[Digest, GraphView] = {}
+
+    def _view(self, model: LoadedModel) -> GraphView:
+        """The graph view of ``model``, kept for the next bundle of the same model."""
+        if model.digest not in self._views:
+            self._views = {model.digest: GraphView(model)}
+        return self._views[model.digest]
 
     def judge(self, evidence: Evidence, model: LoadedModel) -> SignedRuling:
         """Steps j1-j6; raises a typed error (and rules nothing) when the bundle is bad."""
@@ -166,7 +173,7 @@ class Referee:
             raise ModelError(
                 f"(j2) the model is not the receipt's: {model.digest} vs {receipt.model}"
             )
-        view = GraphView(model)
+        view = self._view(model)
         assert receipt.trace is not None
         if len(view) != receipt.trace.nodes:
             raise EvidenceError(
@@ -180,7 +187,7 @@ class Referee:
             raise EvidenceError("(j3) the transcript disputes another node than the bundle")
         if request.body["claim"] != evidence.claim.data:
             raise EvidenceError("(j3) the bundle's claim is not the one the challenger signed")
-        if answer.body["opening"] != opening_digest(evidence.opening):
+        if answer.body["opening"] != evidence.opening_digest:
             raise EvidenceError("(j3) the bundle's opening is not the one the transcript names")
         try:
             opened = check_opening(evidence.opening, receipt, view)  # (j4)

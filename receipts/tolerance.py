@@ -102,6 +102,17 @@ def _compare_one(
         )
         return row
     identical = canonical_bytes(mine) == canonical_bytes(theirs)
+    if identical and kind_mine in FLOAT_TYPES:  # nothing to measure: skip the float64 copies
+        row.update(
+            comparison="bit-exact" if exact else "tolerance",
+            rtol=tol.rtol,
+            atol=tol.atol,
+            max_abs_error=0.0,
+            max_rel_error=0.0,
+            mismatches=0,
+            ok=True,
+        )
+        return row
     if kind_mine not in FLOAT_TYPES:
         mismatches = int(np.count_nonzero(mine != theirs)) if not identical else 0
         row.update(comparison="exact", mismatches=mismatches, ok=identical)
