@@ -115,7 +115,7 @@ def open_node(
         if source.kind == NODE:
             j = source.node
             producers.setdefault(j, _leaf_proof(reader, j))
-            reads[name] = reader.values(j)[name]
+            reads[name] = reader.values(j, check=False)[name]
         elif source.kind == INPUT:
             reads[name] = inputs[name]
         else:
@@ -140,7 +140,7 @@ def open_node(
         producers=tuple(producers[j] for j in sorted(producers)),
         weights=tuple(weights),
         reads=reads,
-        outputs=reader.values(index),
+        outputs=reader.values(index, check=False),
     )
 
 
