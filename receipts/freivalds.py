@@ -20,32 +20,64 @@ The procedure, numbered once; the same names appear in the code:
 (3) draw: ``rounds`` random vectors ``r`` over the output's last axis (MatMul, Gemm) or over each
     group's output channels (Conv: ``s = r^T W_g`` is one combined filter, so the right-hand side
     is a single-output-channel convolution, about ``1/(C_out/group)`` of the convolution's cost).
-(4) residual: ``|Y r - A (B r)|`` per element, computed in float64 (or exactly in int64).
-(5) bound: what honest rounding can explain (floats; zero for integers). ``None`` when the
-    float bound's factor ``g`` (below) reaches 1: it would accept any claim, even zeros.
+(4) residual: ``|Y r - A (B r)|`` per element. The two checksums are computed in the working
+    type (float32 for float16, bfloat16 and float32 tensors, float64 for float64; integers
+    exactly in int64), one matrix-vector product per round; what follows on vectors of
+    length ``m`` (scaling, addend, difference) in float64.
+(5) bound: what honest rounding can explain (floats; zero for integers), from row and column
+    norms (no ``|A|``, ``|B|`` or ``|Y|`` copies). A NaN or infinity makes its tensor's sum of
+    squares non-finite, which is how step (1) sees it. ``None`` when the factor ``g`` (below)
+    reaches 1: the bound would accept any claim, even zeros.
 (6) verdict: ok iff every residual is within its bound.
 
-Float bound. The claimed ``Y`` was computed in the tensors' type with unit roundoff ``u``
-(2**-11 float16, 2**-8 bfloat16, 2**-24 float32, 2**-53 float64). In any summation order
-(blocked, FMA, wider accumulators) ``|Y - A B| <= gamma_k |A| |B|`` elementwise with
-``gamma_k = k u / (1 - k u)``, hence ``|Y r - A (B r)| <= gamma_k |A| (|B| |r|)``. The check
-accepts element ``i`` of a round when
+Float bound. Let ``u`` be the tensor type's unit roundoff (2**-11 float16, 2**-8 bfloat16,
+2**-24 float32, 2**-53 float64), ``v`` the working type's, ``e = 2**-53``, ``t_u`` and ``t_v``
+the two types' smallest normal numbers and ``gamma_j(x) = j x / (1 - j x)``. For a claim
+``Y ~ alpha A B + beta C`` (MatMul: ``alpha = 1``, ``beta = 0``) with inner dimension ``k`` and
+checksum length ``n``, the check accepts element ``i`` of round ``r`` when
 
-    |Y r - A (B r)|_i <= g * (|A| (|B| |r|) + |Y| |r|)_i + 4 (k + 2) t sum(|r|)
-    g = 4 ((k + 2) u + (k + n + 2) 2**-53)
+    |Y r - alpha A (B r) - beta C r|_i <= g S_i + h T_i + U_i
+    S_i = |alpha| ||a_i|| sum_j ||b_j|| |r_j| + |beta| (|C| |r|)_i  >= (|alpha| |A| |B| |r| + ...)_i
+    T_i = ||y_i|| ||r||                                              >= (|Y| |r|)_i
+    g = 2 (gamma_{k+2}(u) + gamma_{n+1}(v) + gamma_k(v) + gamma_{n+1}(v) gamma_k(v) + 4 e)
+    h = 2 gamma_n(v)
+    U_i = 6 (k + 2) t_u sum(|r|) + t_v (6 n (1 + |beta|) + |alpha| (9 n sqrt(k) ||a_i|| + 6 k))
 
-``k`` is the inner dimension (Conv: ``C_in/group * kernel volume``), ``n`` the length of ``r``;
-``+ 2`` covers Gemm's scaling and addend and Conv's bias, ``4`` is a safety factor over
-``gamma_k``, the ``2**-53`` term covers the check's own float64 rounding, ``|Y| |r|`` the final
-rounding to the output type and ``t`` (the type's smallest normal number) underflow, also with
-results flushed to zero. Gemm uses ``|alpha| |A'| (|B'| |r|) + |beta| |C| |r|`` for the first
-term, Conv ``conv(|X|, |r|^T |W_g|) + |r|^T |b_g|``. Not covered, so false alarms are possible:
-arithmetic narrower than the tensor type (TF32, bfloat16 "fast math"), subnormal inputs read as
-zero (denormals-are-zero), and algorithms outside the bound (Winograd or FFT convolution,
-Strassen). An element off by ``d`` changes residual ``i`` by ``d r_j``; a round misses it with
-probability of about ``b_i / |d|`` at most, ``b_i`` being the bound with ``|r|`` replaced by
-ones: some ``n/2`` times one element's worst-case rounding error, itself far above typical
-rounding. Smaller errors go unseen; the check catches gross errors, not subtle ones.
+``||.||`` is the 2-norm (rows ``a_i`` of A and ``y_i`` of Y, columns ``b_j`` of B; for ``C``:
+``|c_i| sum(|r|)`` when C has one column, else ``||c_i|| ||r||``); Cauchy-Schwarz gives
+``(|A| |B|)_ij <= ||a_i|| ||b_j||``. The terms: in any summation order (blocked, FMA, wider
+accumulators, a final rounding to the tensor type) the claim is within
+``gamma_{k+2}(u) (|alpha| |A| |B| + |beta| |C|)`` of the exact value, ``+ 2`` covering Gemm's
+scaling and addend and Conv's bias. Computing ``Y r`` in the working type adds at most
+``gamma_n(v) |Y| |r|``; ``A (B r)`` at most
+``(gamma_n + gamma_k + gamma_n gamma_k)(v) |A| |B| |r|`` (``B r`` rounded, then ``A`` times it);
+Gemm's ``C r`` and Conv's ``r^T b`` at most ``gamma_{n+1}(v) |C| |r|`` (``n + 1``: a one-column C
+multiplies ``sum(r)`` in float64); ``4 e`` the float64 scaling and adding of the two sides.
+Underflow: each multiply or add may lose up to ``t`` (flush-to-zero included), so a length-``L``
+inner product up to ``3 L t``; ``sqrt(k) ||a_i||`` bounds ``sum_l |a_il|``. The norms are computed
+in the working type by ``np.einsum`` (sums of squares, no temporaries) and made upper bounds: every
+term is >= 0, so the exact sum is at most ``(s + 3 L t_v) / (1 - gamma_L(v))`` for a computed ``s``
+(a proven margin where a fixed one such as 1.01 would be a guess); a float32 sum that overflows, or
+is so small that ``3 L t_v`` would swamp it, is recomputed in float64. The factor 2 is the safety
+margin; it also covers the last rounding of the difference and the bound's own float64 evaluation
+(a few dozen roundings of ``e``). ``g < 1`` keeps every ``gamma`` above below 1/2. Conv is the same
+with ``X``'s windows as the rows of A: ``||a_i||`` is the 2-norm of the receptive field (over the
+group's input channels and the kernel), ``b_j`` the filter of output channel ``j``,
+``n = C_out/group`` and ``k = C_in/group * kernel volume``.
+
+Non-finite values are found by the norms, at no extra pass: numpy's own einsum loops (not BLAS,
+which may skip zeros) sum squares, so a NaN stays NaN and an infinity gives infinity (all terms >=
+0, no ``inf - inf``); only then is the tensor scanned, to tell them from overflow. Small tensors
+(bias, one-column addend) are scanned directly.
+
+Not covered, so false alarms are possible: arithmetic narrower than the tensor type (TF32,
+bfloat16 "fast math"), subnormal inputs read as zero (denormals-are-zero), and algorithms outside
+the bound (Winograd or FFT convolution, Strassen). An element off by ``d`` changes residual
+``i`` by ``d r_j`` (and its bound by at most ``h ||r|| |d|``, a small fraction); a round misses
+it with probability of about ``b_i / |d|`` at most, ``b_i`` being the bound with ``|r|``
+replaced by ones: about ``g n k`` for unit-scale data, far above typical rounding. Smaller
+errors go unseen; the check catches gross errors, not subtle ones (1024**3 float32, N(0, 1):
+bounds near 200, a corruption of 400 caught in 16 of 20 trials, of 6400 in all).
 
 Integer check. Exact in int64 with ``r`` uniform in ``[0, 2**16)`` (narrower if needed to rule
 out int64 overflow): a wrong row survives a round with probability at most ``2**-16``. ``None``
@@ -73,6 +105,7 @@ _FLOATS = {
     "float64": (2.0**-53, 2.0**-1022),
 }
 _U64 = 2.0**-53
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INT64_MAX = 2**63 - 1
 _INT_WIDTH = 2**16  # integer vectors are drawn from [0, 2**16) unless int64 could overflow
 _QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -166,7 +199,9 @@ def check_node(
 
 
 class _Counted:
-    """Matrix products that count their multiply-adds (batch broadcasting included)."""
+    """Matrix products that count their multiply-adds (batch broadcasting included). Counted:
+    every pass over tensor data (checksums, norms as one multiply-add per element, addend and
+    bias); not the arithmetic on ``r`` alone or on the bound's short vectors."""
 
     __slots__ = ("macs",)
 
@@ -190,8 +225,8 @@ def _check_matmul(node: _Node) -> FreivaldsResult:
     if a.dtype.kind in "iu":
         out_max = int(np.iinfo(a.dtype).max)
         return _exact_product(node, product_macs, a2, b2, y.reshape(full), out_max=out_max)
-    a64, b64, y64 = _as_float64(a2, b2, y.reshape(full))
-    return _float_product(node, product_macs, a64, b64, y64, dtype=a.dtype)
+    aw, bw, yw = _working(a.dtype, a2, b2, y.reshape(full))
+    return _float_product(node, product_macs, aw, bw, yw, dtype=a.dtype)
 
 
 def _check_matmul_integer(node: _Node) -> FreivaldsResult:
@@ -231,9 +266,9 @@ def _check_gemm(node: _Node) -> FreivaldsResult:
         c2 = c.reshape((1,) * (2 - c.ndim) + c.shape) if c.ndim < 2 else c
         if c2.ndim != 2 or c2.shape[0] not in (1, m) or c2.shape[1] not in (1, n):
             raise _DoesNotFitError(f"C {list(c.shape)} does not broadcast to [{m}, {n}]")
-        addend = (_as_float64(c2)[0], beta)
-    a64, b64, y64 = _as_float64(a2, b2, y)
-    return _float_product(node, m * k * n, a64, b64, y64, dtype=a.dtype, alpha=alpha, addend=addend)
+        addend = (_working(a.dtype, c2)[0], beta)
+    aw, bw, yw = _working(a.dtype, a2, b2, y)
+    return _float_product(node, m * k * n, aw, bw, yw, dtype=a.dtype, alpha=alpha, addend=addend)
 
 
 def _check_conv(node: _Node) -> FreivaldsResult:
@@ -254,10 +289,10 @@ def _check_conv(node: _Node) -> FreivaldsResult:
     if bias is not None and bias.shape != (c_out,):
         raise _DoesNotFitError(f"bias {list(bias.shape)} does not match {c_out} output channels")
     _expect(y, (batch, c_out, *geo.out), x.dtype)
-    x64, w64, y64 = _as_float64(x, w, y)
-    b64 = None if bias is None else _as_float64(bias)[0]
+    xw, ww, yw = _working(x.dtype, x, w, y)
+    b64 = None if bias is None else _finite64(bias)
     product_macs = batch * c_out * math.prod(geo.out) * c_g * math.prod(w.shape[2:])
-    return _conv_product(node, product_macs, x64, w64, y64, bias=b64, geo=geo, dtype=x.dtype)
+    return _conv_product(node, product_macs, xw, ww, yw, bias=b64, geo=geo, dtype=x.dtype)
 
 
 _CHECKERS: dict[str, Checker] = {
@@ -282,30 +317,65 @@ def _float_product(
     alpha: float = 1.0,
     addend: tuple[Array, float] | None = None,
 ) -> FreivaldsResult:
-    """``Y ~ alpha A B (+ beta C)`` for float64 ``A (..., m, k)``, ``B (..., k, n)``, ``Y``."""
+    """``Y ~ alpha A B (+ beta C)`` for ``A (..., m, k)``, ``B (..., k, n)``, ``Y`` in the
+    working type."""
     k, n = a.shape[-1], y.shape[-1]
-    gamma, underflow = _gamma(k, n, dtype)
-    # (3) draw
-    r = node.rng.uniform(-1.0, 1.0, size=(n, node.rounds))
-    r_abs, count = np.abs(r), _Counted()
+    rounding, count = _Rounding.of(k, n, dtype), _Counted()
+    # (5) bound, first its norms: they also find NaN and infinities (-> None, step (1))
+    row_a = _norms("...ij,...ij->...i", a, k, count)[..., np.newaxis]
+    col_b = _norms("...ij,...ij->...j", b, k, count)
+    row_y = _norms("...ij,...ij->...i", y, n, count)[..., np.newaxis]
+    # (3) draw: one row per round, in the working type
+    r = np.ascontiguousarray(node.rng.uniform(-1.0, 1.0, size=(n, node.rounds)).T, y.dtype)
+    r64 = r.astype(np.float64)
+    r_abs, r_norm = np.abs(r64), np.sqrt(np.square(r64).sum(axis=1))
     with np.errstate(over="ignore", invalid="ignore"):
         # (4) residual
-        claimed = count.mul(y, r)
-        expected = alpha * count.mul(a, count.mul(b, r))
+        claimed = _checksums(count, y, r)
+        expected = alpha * _checksums(count, a, r, inner=b)
         # (5) bound
-        size = abs(alpha) * count.mul(np.abs(a), count.mul(np.abs(b), r_abs))
-        size += count.mul(np.abs(y), r_abs)
+        size = abs(alpha) * row_a * (col_b @ r_abs.T)[..., np.newaxis, :]
+        beta = 0.0
         if addend is not None:
             c, beta = addend
-            r_c, r_c_abs = r, r_abs
-            if c.shape[1] != n:  # one column: multiply the sum of r (n adds) instead of r
-                r_c, r_c_abs = r.sum(0, keepdims=True), r_abs.sum(0, keepdims=True)
-                count.macs += 2 * r.size
-            expected += beta * count.mul(c, r_c)
-            size += abs(beta) * count.mul(np.abs(c), r_c_abs)
-        bound = gamma * size + underflow * r_abs.sum(axis=0)
+            c_expected, c_size = _addend(count, c, r, r_abs=r_abs, r_norm=r_norm)
+            expected += beta * c_expected
+            size += abs(beta) * c_size
+        bound = rounding.bound(
+            size=size,
+            y_size=row_y * r_norm,
+            row_a=row_a,
+            r_abs_sum=r_abs.sum(axis=1),
+            alpha=alpha,
+            beta=beta,
+        )
         residual = np.abs(claimed - expected)
     return _verdict(node, product_macs, residual, bound, macs=count.macs, exact=False)
+
+
+def _checksums(count: _Counted, x: Array, r: Array, *, inner: Array | None = None) -> Array:
+    """``(..., rows, rounds)`` float64: ``x r_t`` (or ``x (inner r_t)``) per round ``r_t``, each a
+    matrix-vector product in the working type (BLAS is slow on an ``(n, 2)`` right-hand side)."""
+    columns = []
+    for r_t in r:
+        column = r_t[:, np.newaxis]
+        if inner is not None:
+            column = _finite(count.mul(inner, column))
+        columns.append(count.mul(x, column))
+    return np.concatenate(columns, axis=-1).astype(np.float64)
+
+
+def _addend(
+    count: _Counted, c: Array, r: Array, *, r_abs: Array, r_norm: Array
+) -> tuple[Array, Array]:
+    """Gemm's ``C r`` (``(p, rounds)``, float64) and its bound on ``|C| |r|``."""
+    n = r.shape[1]
+    if c.shape[1] == n:
+        return _checksums(count, c, r), _norms("ij,ij->i", c, n, count)[:, np.newaxis] * r_norm
+    # One column: multiply the sum of r (n adds) instead of r, in float64 (C is that small).
+    column = _finite64(c)
+    count.macs += r.size + column.size * r.shape[0]
+    return column * r.astype(np.float64).sum(axis=1), np.abs(column) * r_abs.sum(axis=1)
 
 
 def _conv_product(
@@ -319,27 +389,40 @@ def _conv_product(
     geo: _ConvGeometry,
     dtype: np.dtype[Any],
 ) -> FreivaldsResult:
-    """``Y ~ conv(X, W) + bias`` in float64, one random vector per group's output channels."""
+    """``Y ~ conv(X, W) + bias`` in the working type, one random vector per group's output
+    channels; residuals and bounds shaped ``(N, G, rounds, P)``."""
     g, kernel = geo.group, w.shape[2:]
     batch, (c_out, c_g) = x.shape[0], w.shape[:2]
     m_g, k, positions = c_out // g, c_g * math.prod(kernel), math.prod(geo.out)
-    gamma, underflow = _gamma(k, m_g, dtype)
-    # (3) draw: per group, random vectors over its output channels
-    r = node.rng.uniform(-1.0, 1.0, size=(g, node.rounds, m_g))
-    r_abs, count = np.abs(r), _Counted()
+    rounding, count = _Rounding.of(k, m_g, dtype), _Counted()
     w_g, y_g = w.reshape(g, m_g, k), y.reshape(batch, g, m_g, positions)
+    # (5) bound, first its norms: they also find NaN and infinities (-> None, step (1))
+    row_w = _norms("gok,gok->go", w_g, k, count)[..., np.newaxis]
+    col_y = _norms("ngop,ngop->ngp", y_g, m_g, count)[:, :, np.newaxis]
+    window_x = _window_norms(x, geo, kernel, count)[:, :, np.newaxis]
+    # (3) draw: per group, random vectors over its output channels
+    r = node.rng.uniform(-1.0, 1.0, size=(g, node.rounds, m_g)).astype(y.dtype)
+    r64 = r.astype(np.float64)
+    r_abs, r_norm = np.abs(r64), np.sqrt(np.square(r64).sum(axis=2, keepdims=True))
     with np.errstate(over="ignore", invalid="ignore"):
-        # (4) residual: r^T Y_g against conv(X_g, r^T W_g) + r^T b_g, shaped (N, G, rounds, P)
-        claimed = count.mul(r, y_g)
-        expected = _single_channel_conv(x, count.mul(r, w_g), geo, kernel, count)
+        # (4) residual: r^T Y_g against conv(X_g, r^T W_g) + r^T b_g
+        claimed = count.mul(r, y_g).astype(np.float64)
+        combined = _finite(count.mul(r, w_g))
+        expected = _single_channel_conv(x, combined, geo, kernel, count).astype(np.float64)
         # (5) bound
-        size = count.mul(r_abs, np.abs(y_g))
-        size += _single_channel_conv(np.abs(x), count.mul(r_abs, np.abs(w_g)), geo, kernel, count)
+        size = window_x * (r_abs @ row_w)
         if bias is not None:
-            b_g = bias.reshape(1, g, m_g, 1)
-            expected += count.mul(r, b_g)
-            size += count.mul(r_abs, np.abs(b_g))
-        bound = gamma * size + underflow * r_abs.sum(axis=2).reshape(1, g, node.rounds, 1)
+            b_g = bias.reshape(g, m_g, 1)
+            expected += count.mul(r64, b_g)
+            size += r_abs @ np.abs(b_g)
+        bound = rounding.bound(
+            size=size,
+            y_size=col_y * r_norm,
+            row_a=window_x,
+            r_abs_sum=r_abs.sum(axis=2, keepdims=True),
+            alpha=1.0,
+            beta=1.0,
+        )
         residual = np.abs(claimed - expected)
     return _verdict(node, product_macs, residual, bound, macs=count.macs, exact=False)
 
@@ -451,6 +534,11 @@ class _ConvGeometry:
             raise _DoesNotFitError(f"input {list(x_shape)} is smaller than the kernel's reach")
         return cls(group=group, strides=strides, dilations=dilations, pads=pads, out=out)
 
+    def window(self, offset: tuple[int, ...]) -> tuple[Any, ...]:
+        """Index of the padded input's elements that kernel ``offset`` meets, one per output."""
+        steps = zip(offset, self.dilations, self.strides, self.out, strict=True)
+        return (..., *(slice(q * dil, q * dil + st * (o - 1) + 1, st) for q, dil, st, o in steps))
+
 
 def _single_channel_conv(
     x: Array, filters: Array, geo: _ConvGeometry, kernel: tuple[int, ...], count: _Counted
@@ -462,15 +550,25 @@ def _single_channel_conv(
     padded = np.pad(x, [(0, 0), (0, 0), *geo.pads])
     padded = padded.reshape(batch, g, c_g, *padded.shape[2:])
     per_offset = filters.reshape(g, t, c_g, -1)
-    acc = np.zeros((batch, g, t, positions))
+    acc = np.zeros((batch, g, t, positions), x.dtype)
     for j, offset in enumerate(np.ndindex(*kernel)):
-        window = tuple(
-            slice(q * dil, q * dil + st * (o - 1) + 1, st)
-            for q, dil, st, o in zip(offset, geo.dilations, geo.strides, geo.out, strict=True)
-        )
-        index: tuple[Any, ...] = (..., *window)
-        acc += count.mul(per_offset[:, :, :, j], padded[index].reshape(batch, g, c_g, positions))
+        window = padded[geo.window(offset)].reshape(batch, g, c_g, positions)
+        acc += count.mul(per_offset[:, :, :, j], window)
     return acc
+
+
+def _window_norms(x: Array, geo: _ConvGeometry, kernel: tuple[int, ...], count: _Counted) -> Array:
+    """``(N, G, P)``: upper bounds on the 2-norms of X's receptive fields, from per-position sums
+    of squares over each group's channels (one pass over X) summed over the kernel offsets."""
+    batch, g = x.shape[0], geo.group
+    per_group = x.reshape(batch, g, x.shape[1] // g, -1)
+    squares = _squares("ngcs,ngcs->ngs", per_group, per_group.shape[2], count)
+    padded = np.pad(squares.reshape(batch, g, *x.shape[2:]), [(0, 0), (0, 0), *geo.pads])
+    total = np.zeros((batch, g, *geo.out))
+    for offset in np.ndindex(*kernel):
+        total += padded[geo.window(offset)]
+        count.macs += total.size
+    return np.sqrt(total.reshape(batch, g, -1))
 
 
 def _operands(
@@ -541,21 +639,103 @@ def _float_type(dtype: np.dtype[Any]) -> tuple[float, float]:
     return _FLOATS[dtype.name]
 
 
-def _as_float64(*arrays: Array) -> list[Array]:
-    converted = [np.asarray(x, dtype=np.float64) for x in arrays]
-    if not all(np.isfinite(x).all() for x in converted):
-        raise _NotApplicableError  # NaN or infinity: the caller re-executes instead
-    return converted
+def _working(dtype: np.dtype[Any], *arrays: Array) -> list[Array]:
+    """The arrays in the working type: float64 stays, float32 stays (no copy), float16 and
+    bfloat16 become float32 (exactly)."""
+    work = _F64 if dtype == _F64 else _F32
+    return [np.asarray(x, dtype=work) for x in arrays]
 
 
-def _gamma(k: int, n: int, dtype: np.dtype[Any]) -> tuple[float, float]:
-    """(5) The bound's factor on ``|A| (|B| |r|) + |Y| |r|`` and its underflow term per unit of
-    ``sum(|r|)``; not applicable when the factor reaches 1 (it would accept zero for anything)."""
-    u, tiny = _float_type(dtype)
-    gamma = 4.0 * ((k + 2) * u + (k + n + 2) * _U64)
-    if gamma >= 1:
+def _finite(x: Array) -> Array:
+    """An intermediate checksum (``B r``, ``r^T W``) that overflowed the working type makes the
+    check not applicable here already, not only through the residual."""
+    if not np.isfinite(x).all():
         raise _NotApplicableError
-    return gamma, 4.0 * (k + 2) * tiny
+    return x
+
+
+def _finite64(x: Array) -> Array:
+    """A small array (bias, one-column addend) in float64; NaN or infinity -> None."""
+    x64 = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x64).all():
+        raise _NotApplicableError  # NaN or infinity: the caller re-executes instead
+    return x64
+
+
+@dataclass(frozen=True, slots=True)
+class _Rounding:
+    """(5) The float bound's coefficients for inner dimension ``k`` and checksum length ``n``
+    (module docstring): ``g`` on S, ``h`` on T, and the underflow terms."""
+
+    k: int
+    n: int
+    g: float
+    h: float
+    claim_tiny: float  # per unit of sum(|r|)
+    work_tiny: float
+
+    @classmethod
+    def of(cls, k: int, n: int, dtype: np.dtype[Any]) -> _Rounding:
+        """Not applicable when ``g`` reaches 1 (the bound would accept zero for anything)."""
+        u, tiny = _float_type(dtype)
+        v, work_tiny = _FLOATS["float64" if dtype == _F64 else "float32"]
+        claim, inner, outer = _gamma(k + 2, u), _gamma(k, v), _gamma(n + 1, v)
+        g = 2.0 * (claim + outer + inner + outer * inner + 4 * _U64)
+        if g >= 1:
+            raise _NotApplicableError
+        return cls(k, n, g, 2.0 * _gamma(n, v), 6.0 * (k + 2) * tiny, work_tiny)
+
+    def bound(
+        self,
+        *,
+        size: Array,
+        y_size: Array,
+        row_a: Array,
+        r_abs_sum: Array,
+        alpha: float,
+        beta: float,
+    ) -> Array:
+        """``g S + h T + U`` elementwise (arguments broadcast to the residual's shape)."""
+        k, n = self.k, self.n
+        checks = 6 * n * (1 + abs(beta)) + abs(alpha) * (9 * n * math.sqrt(k) * row_a + 6 * k)
+        under = self.claim_tiny * r_abs_sum + self.work_tiny * checks
+        bound: Array = self.g * size + self.h * y_size + under
+        return bound
+
+
+def _gamma(j: int, u: float) -> float:
+    """``gamma_j(u) = j u / (1 - j u)``; not applicable from ``j u >= 1/2`` on (gamma >= 1)."""
+    if j * u >= 0.5:
+        raise _NotApplicableError
+    return j * u / (1 - j * u)
+
+
+def _norms(subscripts: str, x: Array, length: int, count: _Counted) -> Array:
+    """Upper bounds on the 2-norms of ``x``'s rows or columns (float64)."""
+    return np.sqrt(_squares(subscripts, x, length, count))
+
+
+def _squares(subscripts: str, x: Array, length: int, count: _Counted) -> Array:
+    """Upper bounds on sums of ``length`` squares of ``x`` (float64), by ``np.einsum`` in ``x``'s
+    type (no temporary copy). All terms are >= 0, so a computed sum ``s`` is within
+    ``gamma_L s`` of the exact one, plus ``3 L t`` of underflow. NaN or infinity in ``x`` -> None.
+    float32 sums beyond float32's range, or so small that the underflow term would swamp them
+    (operands scaled far apart), are recomputed in float64 (buffered, still no copy)."""
+    u, tiny = _FLOATS[x.dtype.name]
+    count.macs += x.size
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = np.einsum(subscripts, x, x).astype(np.float64)
+    overflow = not np.isfinite(sums).all()
+    if overflow and not np.isfinite(x).all():
+        raise _NotApplicableError  # NaN or infinity: the caller re-executes instead
+    if x.dtype == _F32 and (overflow or ((sums > 0) & (sums < 2.0**20 * length * tiny)).any()):
+        u, tiny = _FLOATS["float64"]
+        count.macs += x.size
+        sums = np.einsum(subscripts, x, x, dtype=np.float64)
+    elif overflow:
+        raise _NotApplicableError  # float64 squares beyond float64's range
+    upper: Array = (sums + 3 * length * tiny) / (1 - _gamma(length, u))
+    return upper
 
 
 def _max_abs(x: Array) -> int:
