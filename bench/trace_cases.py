@@ -347,9 +347,10 @@ def freivalds_cases() -> list[Case]:
             baseline=lambda: session.run(None, feeds),
             subject=lambda: check_node("MatMul", [a, b], [c], {}, rng),
             goal=Goal(op="<=", value=0.1),
-            notes=f"c computed once by onnxruntime; subject: float64 copies of a, b, c with "
-            f"finiteness checks, r uniform in [-1, 1) ({n}x2), c r vs a (b r), rounding bound "
-            f"|a| (|b| |r|) + |c| |r|; {honest.macs:,} multiply-adds vs {honest.product_macs:,}; "
+            notes=f"c computed once by onnxruntime; subject: in float32, two rounds of r uniform "
+            f"in [-1, 1) ({n}), c r vs a (b r), row/column norms of a, b, c for the rounding "
+            f"bound (Cauchy-Schwarz; non-finite values show in the norms); "
+            f"{honest.macs:,} multiply-adds vs {honest.product_macs:,}; "
             f"checked: accepts c, rejects c with row {n // 2} zeroed; numpy BLAS threads: "
             f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; baseline: "
             f"{runner.profile.settings.describe()}",
