@@ -55,12 +55,13 @@ from receipts import (
 )
 from receipts.dispute import dispute_locally
 from receipts.effects import FixedClock, seeded
+from receipts.errors import SpotCheckError
 from receipts.evidence import Evidence
 from receipts.freivalds import check_node
 from receipts.graph import GraphView
 from receipts.provider import TRACE_FILE
 from receipts.referee import PROVIDER_FAULT, Referee
-from receipts.spotcheck import SpotChecker, SpotCheckError, SpotPolicy, check_trace, sample_nodes
+from receipts.spotcheck import SpotChecker, SpotPolicy, check_trace, sample_nodes
 from receipts.trace import TraceReader
 
 RESNET = LIGHT / "light_resnet50.onnx"

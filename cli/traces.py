@@ -16,8 +16,9 @@ import click
 
 from cli import render
 from receipts import InputError, Policy, PrivateKey, PublicKey, Tolerance, Verifier
-from receipts.dispute import NothingToDispute, dispute_locally
+from receipts.dispute import dispute_locally
 from receipts.envelope import MAX_ENVELOPE_BYTES
+from receipts.errors import NothingToDispute
 from receipts.evidence import Evidence
 from receipts.files import read_limited, write_atomic
 from receipts.jsonview import report_json, ruling_json

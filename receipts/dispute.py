@@ -40,9 +40,10 @@ from receipts.digests import Digest, TensorMapDigest, Value, digest_of, record_d
 from receipts.envelope import Envelope
 from receipts.errors import (
     DigestMismatchError,
+    DisputeError,
     MalformedError,
     ModelError,
-    ReceiptsError,
+    NothingToDispute,
     SignatureError,
     VerificationError,
 )
@@ -67,15 +68,6 @@ KINDS = {
 }
 MAX_MESSAGES = 256
 _NO_PREVIOUS = bytes(32)
-
-
-class DisputeError(MalformedError):
-    """A dispute message or transcript that does not follow the protocol (bad input: whoever
-    sent it, the dispute cannot go on from it)."""
-
-
-class NothingToDispute(ReceiptsError):  # noqa: N818 - an outcome, not a failure
-    """The challenger's recomputation has the receipt's trace root: the traces agree."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,6 +68,19 @@ class RuntimeRefusedError(InputError):
     """onnxruntime refuses the model or the runtime profile (or the environment overrides it)."""
 
 
+class TraceError(MalformedError):
+    """A trace file or leaf that is malformed, inconsistent, or not the receipt's."""
+
+
+class EvidenceError(MalformedError):
+    """An evidence bundle that is truncated, malformed or inconsistent: no ruling is made."""
+
+
+class DisputeError(MalformedError):
+    """A dispute message or transcript that does not follow the protocol (whoever sent it, the
+    dispute cannot go on from it)."""
+
+
 # --- verification failures: exit code 1 ----------------------------------------------------
 
 
@@ -89,3 +102,18 @@ class ReexecutionError(VerificationError):
 
 class PolicyError(VerificationError):
     """A rung the policy requires did not run, or a policy bound (time window) is not met."""
+
+
+class OpeningError(VerificationError):
+    """An opening of a trace node that does not verify against the receipt's commitments."""
+
+
+class SpotCheckError(VerificationError):
+    """A sampled node whose committed outputs are not what its operator computes."""
+
+
+# --- outcomes that are not failures ---------------------------------------------------------
+
+
+class NothingToDispute(ReceiptsError):  # noqa: N818 - an outcome, not a failure
+    """A recomputed trace has the receipt's trace root: the traces agree."""

@@ -28,7 +28,7 @@ import numpy as np
 from receipts import codec
 from receipts.codec import Limits, MapReader
 from receipts.digests import Digest, TensorEntry, digest_of, record_digest
-from receipts.errors import LimitError, MalformedError
+from receipts.errors import EvidenceError, LimitError, MalformedError
 from receipts.files import write_atomic
 from receipts.frames import FrameReader, write_frame, write_tensor_frame
 from receipts.keys import PublicKey
@@ -39,10 +39,6 @@ EVIDENCE_MAGIC = b"\x89REVIDN\n"
 EVIDENCE_VERSION = 1
 _MANIFEST, _TENSOR = 1, 3
 _MANIFEST_LIMITS = Limits(max_bytes=16 << 20, max_depth=12)
-
-
-class EvidenceError(MalformedError):
-    """An evidence bundle that is truncated, malformed or inconsistent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

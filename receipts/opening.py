@@ -40,14 +40,10 @@ from receipts.digests import (
     tensor_digest,
     value_entry,
 )
-from receipts.errors import MalformedError, VerificationError
+from receipts.errors import MalformedError, OpeningError, TraceError, VerificationError
 from receipts.graph import INPUT, NODE, WEIGHT, GraphView, NodeView
 from receipts.receipt import Receipt
-from receipts.trace import MAX_NODES, TraceCommitment, TraceError, TraceLeaf, TraceReader
-
-
-class OpeningError(VerificationError):
-    """An opening that does not verify against the receipt's commitments."""
+from receipts.trace import MAX_NODES, TraceCommitment, TraceLeaf, TraceReader
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

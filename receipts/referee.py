@@ -34,12 +34,12 @@ from receipts.digests import Digest, Entry, entry_from_wire, entry_to_wire, valu
 from receipts.dispute import check_transcript
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
-from receipts.errors import MalformedError, ModelError, SignatureError
-from receipts.evidence import Evidence, EvidenceError
+from receipts.errors import EvidenceError, MalformedError, ModelError, OpeningError, SignatureError
+from receipts.evidence import Evidence
 from receipts.graph import GraphView
 from receipts.keys import PublicKey, Signer
 from receipts.model import LoadedModel
-from receipts.opening import OpeningError, check_opening
+from receipts.opening import check_opening
 from receipts.operator import RerunResult, rerun
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory

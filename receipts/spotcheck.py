@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from receipts.digests import Digest, Value
-from receipts.errors import DigestMismatchError, VerificationError
+from receipts.errors import DigestMismatchError, SpotCheckError
 from receipts.freivalds import check_node
 from receipts.graph import GraphView
 from receipts.meter import node_units
@@ -43,10 +43,6 @@ from receipts.trace import TraceReader
 
 DEFAULT_SAMPLES = 8
 FREIVALDS_ROUNDS = 2
-
-
-class SpotCheckError(VerificationError):
-    """A sampled node whose committed outputs are not what its operator computes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,7 +47,7 @@ from receipts.digests import (
     entry_to_wire,
     tensor_digest,
 )
-from receipts.errors import LimitError, MalformedError, UnsupportedVersionError
+from receipts.errors import LimitError, MalformedError, TraceError, UnsupportedVersionError
 from receipts.frames import MAP_LIMITS, FrameReader, write_frame, write_tensor_frame
 from receipts.tensors import ELEM_TYPES, byte_length, element_count
 from receipts.tensors import from_canonical_bytes as _from_bytes
@@ -56,10 +56,6 @@ TRACE_MAGIC = b"\x89RTRACE\n"
 TRACE_VERSION = 1
 MAX_NODES = 1 << 20
 _HEADER, _NODE, _TENSOR, _END = 1, 2, 3, 4
-
-
-class TraceError(MalformedError):
-    """A trace file or leaf that is malformed, inconsistent, or not the receipt's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,9 +30,7 @@ from receipts import (
 from receipts.digests import value_entry
 from receipts.dispute import (
     Challenger,
-    DisputeError,
     LocalDispute,
-    NothingToDispute,
     Responder,
     dispute_locally,
     opening_digest,
@@ -41,7 +39,8 @@ from receipts.dispute import (
     sign_message,
 )
 from receipts.envelope import Envelope
-from receipts.evidence import EVIDENCE_MAGIC, Evidence, EvidenceError
+from receipts.errors import DisputeError, EvidenceError, NothingToDispute, TraceError
+from receipts.evidence import EVIDENCE_MAGIC, Evidence
 from receipts.frames import FRAME
 from receipts.graph import GraphView
 from receipts.opening import LeafProof
@@ -53,7 +52,7 @@ from receipts.referee import (
     read_ruling,
 )
 from receipts.runtime import OrtRunner, RuntimeProfile
-from receipts.trace import TraceError, TraceLeaf
+from receipts.trace import TraceLeaf
 from tests.conftest import fixture_key
 from tests.tracekit import (
     CLOCK,

@@ -24,17 +24,16 @@ from receipts import (
 )
 from receipts.digests import Digest, TensorMapDigest
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
+from receipts.errors import SpotCheckError, TraceError
 from receipts.graph import GraphView
 from receipts.receipt import receipt_id
 from receipts.spotcheck import (
     SpotChecker,
-    SpotCheckError,
     SpotPolicy,
     check_trace,
     detection_probability,
     sample_nodes,
 )
-from receipts.trace import TraceError
 from tests.conftest import fixture_key, fixture_public
 from tests.tracekit import (
     LIGHT_MODELS,

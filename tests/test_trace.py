@@ -24,10 +24,11 @@ from receipts import (
     load_model,
 )
 from receipts.digests import tensor_digest, value_entry
+from receipts.errors import TraceError
 from receipts.frames import write_frame
 from receipts.graph import GraphView
 from receipts.opening import open_node
-from receipts.trace import TRACE_MAGIC, TraceError, TraceReader
+from receipts.trace import TRACE_MAGIC, TraceReader
 from tests.tracekit import (
     LIGHT_MODELS,
     Traced,
