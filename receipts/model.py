@@ -76,7 +76,12 @@ class WeightLeaf:
     digest: Digest
 
     def leaf_data(self) -> bytes:
-        return codec.encode({"kind": "weight", "path": self.path, "digest": self.digest.value})
+        return weight_leaf_data(self.path, self.digest)
+
+
+def weight_leaf_data(path: str, digest: Digest) -> bytes:
+    """The bytes of a model-digest weight leaf (hashed as an RFC 6962 leaf)."""
+    return codec.encode({"kind": "weight", "path": path, "digest": digest.value})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

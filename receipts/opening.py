@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from receipts import codec, merkle
+from receipts import merkle
 from receipts.codec import MapReader
 from receipts.digests import (
     Digest,
@@ -42,6 +42,7 @@ from receipts.digests import (
 )
 from receipts.errors import MalformedError, OpeningError, TraceError, VerificationError
 from receipts.graph import INPUT, NODE, WEIGHT, GraphView, NodeView
+from receipts.model import weight_leaf_data
 from receipts.receipt import Receipt
 from receipts.trace import MAX_NODES, TraceCommitment, TraceLeaf, TraceReader
 
@@ -65,9 +66,7 @@ class WeightProof:
     value: np.ndarray[Any, Any]
 
     def leaf_data(self) -> bytes:
-        return codec.encode(
-            {"kind": "weight", "path": self.path, "digest": tensor_digest(self.value).value}
-        )
+        return weight_leaf_data(self.path, tensor_digest(self.value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
