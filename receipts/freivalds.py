@@ -26,58 +26,15 @@ The procedure, numbered once; the same names appear in the code:
     length ``m`` (scaling, addend, difference) in float64.
 (5) bound: what honest rounding can explain (floats; zero for integers), from row and column
     norms (no ``|A|``, ``|B|`` or ``|Y|`` copies). A NaN or infinity makes its tensor's sum of
-    squares non-finite, which is how step (1) sees it. ``None`` when the factor ``g`` (below)
-    reaches 1: the bound would accept any claim, even zeros.
+    squares non-finite, which is how step (1) sees it. ``None`` when the factor ``g`` (see
+    ``receipts.rounding``) reaches 1: the bound would accept any claim, even zeros.
 (6) verdict: ok iff every residual is within its bound.
 
-Float bound. Let ``u`` be the tensor type's unit roundoff (2**-11 float16, 2**-8 bfloat16,
-2**-24 float32, 2**-53 float64), ``v`` the working type's, ``e = 2**-53``, ``t_u`` and ``t_v``
-the two types' smallest normal numbers and ``gamma_j(x) = j x / (1 - j x)``. For a claim
-``Y ~ alpha A B + beta C`` (MatMul: ``alpha = 1``, ``beta = 0``) with inner dimension ``k`` and
-checksum length ``n``, the check accepts element ``i`` of round ``r`` when
-
-    |Y r - alpha A (B r) - beta C r|_i <= g S_i + h T_i + U_i
-    S_i = |alpha| ||a_i|| sum_j ||b_j|| |r_j| + |beta| (|C| |r|)_i  >= (|alpha| |A| |B| |r| + ...)_i
-    T_i = ||y_i|| ||r||                                              >= (|Y| |r|)_i
-    g = 2 (gamma_{k+2}(u) + gamma_{n+1}(v) + gamma_k(v) + gamma_{n+1}(v) gamma_k(v) + 4 e)
-    h = 2 gamma_n(v)
-    U_i = 6 (k + 2) t_u sum(|r|) + t_v (6 n (1 + |beta|) + |alpha| (9 n sqrt(k) ||a_i|| + 6 k))
-
-``||.||`` is the 2-norm (rows ``a_i`` of A and ``y_i`` of Y, columns ``b_j`` of B; for ``C``:
-``|c_i| sum(|r|)`` when C has one column, else ``||c_i|| ||r||``); Cauchy-Schwarz gives
-``(|A| |B|)_ij <= ||a_i|| ||b_j||``. The terms: in any summation order (blocked, FMA, wider
-accumulators, a final rounding to the tensor type) the claim is within
-``gamma_{k+2}(u) (|alpha| |A| |B| + |beta| |C|)`` of the exact value, ``+ 2`` covering Gemm's
-scaling and addend and Conv's bias. Computing ``Y r`` in the working type adds at most
-``gamma_n(v) |Y| |r|``; ``A (B r)`` at most
-``(gamma_n + gamma_k + gamma_n gamma_k)(v) |A| |B| |r|`` (``B r`` rounded, then ``A`` times it);
-Gemm's ``C r`` and Conv's ``r^T b`` at most ``gamma_{n+1}(v) |C| |r|`` (``n + 1``: a one-column C
-multiplies ``sum(r)`` in float64); ``4 e`` the float64 scaling and adding of the two sides.
-Underflow: each multiply or add may lose up to ``t`` (flush-to-zero included), so a length-``L``
-inner product up to ``3 L t``; ``sqrt(k) ||a_i||`` bounds ``sum_l |a_il|``. The norms are computed
-in the working type by ``np.einsum`` (sums of squares, no temporaries) and made upper bounds: every
-term is >= 0, so the exact sum is at most ``(s + 3 L t_v) / (1 - gamma_L(v))`` for a computed ``s``
-(a proven margin where a fixed one such as 1.01 would be a guess); a float32 sum that overflows, or
-is so small that ``3 L t_v`` would swamp it, is recomputed in float64. The factor 2 is the safety
-margin; it also covers the last rounding of the difference and the bound's own float64 evaluation
-(a few dozen roundings of ``e``). ``g < 1`` keeps every ``gamma`` above below 1/2. Conv is the same
-with ``X``'s windows as the rows of A: ``||a_i||`` is the 2-norm of the receptive field (over the
-group's input channels and the kernel), ``b_j`` the filter of output channel ``j``,
-``n = C_out/group`` and ``k = C_in/group * kernel volume``.
-
-Non-finite values are found by the norms, at no extra pass: numpy's own einsum loops (not BLAS,
-which may skip zeros) sum squares, so a NaN stays NaN and an infinity gives infinity (all terms >=
-0, no ``inf - inf``); only then is the tensor scanned, to tell them from overflow. Small tensors
-(bias, one-column addend) are scanned directly.
-
-Not covered, so false alarms are possible: arithmetic narrower than the tensor type (TF32,
-bfloat16 "fast math"), subnormal inputs read as zero (denormals-are-zero), and algorithms outside
-the bound (Winograd or FFT convolution, Strassen). An element off by ``d`` changes residual
-``i`` by ``d r_j`` (and its bound by at most ``h ||r|| |d|``, a small fraction); a round misses
-it with probability of about ``b_i / |d|`` at most, ``b_i`` being the bound with ``|r|``
-replaced by ones: about ``g n k`` for unit-scale data, far above typical rounding. Smaller
-errors go unseen; the check catches gross errors, not subtle ones (1024**3 float32, N(0, 1):
-bounds near 200, a corruption of 400 caught in 16 of 20 trials, of 6400 in all).
+Around it: ``receipts.rounding`` holds the float bound of step (5) with its derivation, the
+finiteness helpers, and what the float check cannot see or may wrongly flag (it catches gross
+errors, not subtle ones); ``receipts.freivalds_conv`` holds Conv's geometry and its steps (3) to
+(5). This module selects, checks shapes, runs MatMul, Gemm and MatMulInteger, and gives the
+verdict.
 
 Integer check. Exact in int64 with ``r`` uniform in ``[0, 2**16)`` (narrower if needed to rule
 out int64 overflow): a wrong row survives a round with probability at most ``2**-16``. ``None``
@@ -94,18 +51,21 @@ from typing import Any
 import numpy as np
 
 from receipts.errors import MalformedError
+from receipts.freivalds_conv import _conv_product, _ConvGeometry, _int
+from receipts.rounding import (
+    _FLOATS,
+    Array,
+    _Counted,
+    _DoesNotFitError,
+    _finite,
+    _finite64,
+    _float_type,
+    _norms,
+    _NotApplicableError,
+    _Rounding,
+    _working,
+)
 
-Array = np.ndarray[Any, Any]
-
-# Unit roundoff and smallest normal number of each float type the check handles.
-_FLOATS = {
-    "float16": (2.0**-11, 2.0**-14),
-    "bfloat16": (2.0**-8, 2.0**-126),
-    "float32": (2.0**-24, 2.0**-126),
-    "float64": (2.0**-53, 2.0**-1022),
-}
-_U64 = 2.0**-53
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INT64_MAX = 2**63 - 1
 _INT_WIDTH = 2**16  # integer vectors are drawn from [0, 2**16) unless int64 could overflow
 _QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -136,14 +96,6 @@ class FreivaldsResult:
 
     def __bool__(self) -> bool:
         return self.ok
-
-
-class _NotApplicableError(Exception):
-    """Internal, never escapes: the node is outside what this module checks (-> None)."""
-
-
-class _DoesNotFitError(Exception):
-    """Internal, never escapes: inputs or claimed output do not fit the operator (-> failed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,22 +148,6 @@ def check_node(
 
 
 # --- the operators ---------------------------------------------------------------------------
-
-
-class _Counted:
-    """Matrix products that count their multiply-adds (batch broadcasting included). Counted:
-    every pass over tensor data (checksums, norms as one multiply-add per element, addend and
-    bias); not the arithmetic on ``r`` alone or on the bound's short vectors."""
-
-    __slots__ = ("macs",)
-
-    def __init__(self) -> None:
-        self.macs = 0
-
-    def mul(self, x: Array, y: Array) -> Array:
-        out: Array = np.matmul(x, y)
-        self.macs += int(out.size) * int(x.shape[-1])
-        return out
 
 
 def _check_matmul(node: _Node) -> FreivaldsResult:
@@ -292,7 +228,10 @@ def _check_conv(node: _Node) -> FreivaldsResult:
     xw, ww, yw = _working(x.dtype, x, w, y)
     b64 = None if bias is None else _finite64(bias)
     product_macs = batch * c_out * math.prod(geo.out) * c_g * math.prod(w.shape[2:])
-    return _conv_product(node, product_macs, xw, ww, yw, bias=b64, geo=geo, dtype=x.dtype)
+    residual, bound, macs = _conv_product(
+        xw, ww, yw, bias=b64, geo=geo, dtype=x.dtype, rng=node.rng, rounds=node.rounds
+    )
+    return _verdict(node, product_macs, residual, bound, macs=macs, exact=False)
 
 
 _CHECKERS: dict[str, Checker] = {
@@ -378,55 +317,6 @@ def _addend(
     return column * r.astype(np.float64).sum(axis=1), np.abs(column) * r_abs.sum(axis=1)
 
 
-def _conv_product(
-    node: _Node,
-    product_macs: int,
-    x: Array,
-    w: Array,
-    y: Array,
-    *,
-    bias: Array | None,
-    geo: _ConvGeometry,
-    dtype: np.dtype[Any],
-) -> FreivaldsResult:
-    """``Y ~ conv(X, W) + bias`` in the working type, one random vector per group's output
-    channels; residuals and bounds shaped ``(N, G, rounds, P)``."""
-    g, kernel = geo.group, w.shape[2:]
-    batch, (c_out, c_g) = x.shape[0], w.shape[:2]
-    m_g, k, positions = c_out // g, c_g * math.prod(kernel), math.prod(geo.out)
-    rounding, count = _Rounding.of(k, m_g, dtype), _Counted()
-    w_g, y_g = w.reshape(g, m_g, k), y.reshape(batch, g, m_g, positions)
-    # (5) bound, first its norms: they also find NaN and infinities (-> None, step (1))
-    row_w = _norms("gok,gok->go", w_g, k, count)[..., np.newaxis]
-    col_y = _norms("ngop,ngop->ngp", y_g, m_g, count)[:, :, np.newaxis]
-    window_x = _window_norms(x, geo, kernel, count)[:, :, np.newaxis]
-    # (3) draw: per group, random vectors over its output channels
-    r = node.rng.uniform(-1.0, 1.0, size=(g, node.rounds, m_g)).astype(y.dtype)
-    r64 = r.astype(np.float64)
-    r_abs, r_norm = np.abs(r64), np.sqrt(np.square(r64).sum(axis=2, keepdims=True))
-    with np.errstate(over="ignore", invalid="ignore"):
-        # (4) residual: r^T Y_g against conv(X_g, r^T W_g) + r^T b_g
-        claimed = count.mul(r, y_g).astype(np.float64)
-        combined = _finite(count.mul(r, w_g))
-        expected = _single_channel_conv(x, combined, geo, kernel, count).astype(np.float64)
-        # (5) bound
-        size = window_x * (r_abs @ row_w)
-        if bias is not None:
-            b_g = bias.reshape(g, m_g, 1)
-            expected += count.mul(r64, b_g)
-            size += r_abs @ np.abs(b_g)
-        bound = rounding.bound(
-            size=size,
-            y_size=col_y * r_norm,
-            row_a=window_x,
-            r_abs_sum=r_abs.sum(axis=2, keepdims=True),
-            alpha=1.0,
-            beta=1.0,
-        )
-        residual = np.abs(claimed - expected)
-    return _verdict(node, product_macs, residual, bound, macs=count.macs, exact=False)
-
-
 def _exact_product(
     node: _Node, product_macs: int, a: Array, b: Array, y: Array, *, out_max: int
 ) -> FreivaldsResult:
@@ -482,93 +372,6 @@ def _verdict(
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _ConvGeometry:
-    group: int
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]  # (begin, end) per spatial axis
-    out: tuple[int, ...]
-
-    @classmethod
-    def of(
-        cls, x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[str, object]
-    ) -> _ConvGeometry:
-        size, kernel = x_shape[2:], w_shape[2:]
-        d = len(kernel)
-        group = _int(attrs["group"])
-        strides = _ints(attrs["strides"], d, 1)
-        dilations = _ints(attrs["dilations"], d, 1)
-        if group < 1 or min(strides + dilations, default=1) < 1:
-            raise _NotApplicableError
-        if attrs["kernel_shape"] is not None and _ints(attrs["kernel_shape"], d, 0) != kernel:
-            raise _NotApplicableError
-        reach = [dil * (kk - 1) + 1 for dil, kk in zip(dilations, kernel, strict=True)]
-        auto_pad = _text(attrs["auto_pad"])
-        same = auto_pad in ("SAME_UPPER", "SAME_LOWER")
-        if same and attrs["pads"] is None and set(dilations) <= {1}:
-            # Output ceil(size / stride); an odd total pad puts the extra at the end for UPPER.
-            # onnxruntime refuses SAME with dilations, so that case has no reference (-> None).
-            totals = [
-                max(0, (-(-s // st) - 1) * st + re - s)
-                for s, st, re in zip(size, strides, reach, strict=True)
-            ]
-            halves = [(t // 2, t - t // 2) for t in totals]
-            pads = tuple(h if auto_pad == "SAME_UPPER" else h[::-1] for h in halves)
-        elif auto_pad in ("NOTSET", "VALID"):
-            if auto_pad == "VALID" and attrs["pads"] is not None:
-                raise _NotApplicableError
-            flat = _ints(attrs["pads"], 2 * d, 0)
-            if min(flat, default=0) < 0:
-                raise _NotApplicableError
-            pads = tuple(zip(flat[:d], flat[d:], strict=True))
-        else:
-            raise _NotApplicableError
-        out = tuple(
-            (s + pb + pe - re) // st + 1
-            for s, (pb, pe), re, st in zip(size, pads, reach, strides, strict=True)
-        )
-        if min(out, default=1) < 1:
-            raise _DoesNotFitError(f"input {list(x_shape)} is smaller than the kernel's reach")
-        return cls(group=group, strides=strides, dilations=dilations, pads=pads, out=out)
-
-    def window(self, offset: tuple[int, ...]) -> tuple[Any, ...]:
-        """Index of the padded input's elements that kernel ``offset`` meets, one per output."""
-        steps = zip(offset, self.dilations, self.strides, self.out, strict=True)
-        return (..., *(slice(q * dil, q * dil + st * (o - 1) + 1, st) for q, dil, st, o in steps))
-
-
-def _single_channel_conv(
-    x: Array, filters: Array, geo: _ConvGeometry, kernel: tuple[int, ...], count: _Counted
-) -> Array:
-    """``(N, G, T, P)``: X's group g convolved with filter ``filters[g, t]`` (``(G, T, Cg*K)``),
-    one kernel offset at a time so no im2col copy is made."""
-    batch, g, t = x.shape[0], geo.group, filters.shape[1]
-    c_g, positions = x.shape[1] // g, math.prod(geo.out)
-    padded = np.pad(x, [(0, 0), (0, 0), *geo.pads])
-    padded = padded.reshape(batch, g, c_g, *padded.shape[2:])
-    per_offset = filters.reshape(g, t, c_g, -1)
-    acc = np.zeros((batch, g, t, positions), x.dtype)
-    for j, offset in enumerate(np.ndindex(*kernel)):
-        window = padded[geo.window(offset)].reshape(batch, g, c_g, positions)
-        acc += count.mul(per_offset[:, :, :, j], window)
-    return acc
-
-
-def _window_norms(x: Array, geo: _ConvGeometry, kernel: tuple[int, ...], count: _Counted) -> Array:
-    """``(N, G, P)``: upper bounds on the 2-norms of X's receptive fields, from per-position sums
-    of squares over each group's channels (one pass over X) summed over the kernel offsets."""
-    batch, g = x.shape[0], geo.group
-    per_group = x.reshape(batch, g, x.shape[1] // g, -1)
-    squares = _squares("ngcs,ngcs->ngs", per_group, per_group.shape[2], count)
-    padded = np.pad(squares.reshape(batch, g, *x.shape[2:]), [(0, 0), (0, 0), *geo.pads])
-    total = np.zeros((batch, g, *geo.out))
-    for offset in np.ndindex(*kernel):
-        total += padded[geo.window(offset)]
-        count.macs += total.size
-    return np.sqrt(total.reshape(batch, g, -1))
 
 
 def _operands(
@@ -633,138 +436,11 @@ def _expect(y: Array, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         raise _DoesNotFitError(f"claimed output is {list(y.shape)}, the inputs give {list(shape)}")
 
 
-def _float_type(dtype: np.dtype[Any]) -> tuple[float, float]:
-    if dtype.name not in _FLOATS:
-        raise _NotApplicableError  # complex, float8 and other types: no bound here
-    return _FLOATS[dtype.name]
-
-
-def _working(dtype: np.dtype[Any], *arrays: Array) -> list[Array]:
-    """The arrays in the working type: float64 stays, float32 stays (no copy), float16 and
-    bfloat16 become float32 (exactly)."""
-    work = _F64 if dtype == _F64 else _F32
-    return [np.asarray(x, dtype=work) for x in arrays]
-
-
-def _finite(x: Array) -> Array:
-    """An intermediate checksum (``B r``, ``r^T W``) that overflowed the working type makes the
-    check not applicable here already, not only through the residual."""
-    if not np.isfinite(x).all():
-        raise _NotApplicableError
-    return x
-
-
-def _finite64(x: Array) -> Array:
-    """A small array (bias, one-column addend) in float64; NaN or infinity -> None."""
-    x64 = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(x64).all():
-        raise _NotApplicableError  # NaN or infinity: the caller re-executes instead
-    return x64
-
-
-@dataclass(frozen=True, slots=True)
-class _Rounding:
-    """(5) The float bound's coefficients for inner dimension ``k`` and checksum length ``n``
-    (module docstring): ``g`` on S, ``h`` on T, and the underflow terms."""
-
-    k: int
-    n: int
-    g: float
-    h: float
-    claim_tiny: float  # per unit of sum(|r|)
-    work_tiny: float
-
-    @classmethod
-    def of(cls, k: int, n: int, dtype: np.dtype[Any]) -> _Rounding:
-        """Not applicable when ``g`` reaches 1 (the bound would accept zero for anything)."""
-        u, tiny = _float_type(dtype)
-        v, work_tiny = _FLOATS["float64" if dtype == _F64 else "float32"]
-        claim, inner, outer = _gamma(k + 2, u), _gamma(k, v), _gamma(n + 1, v)
-        g = 2.0 * (claim + outer + inner + outer * inner + 4 * _U64)
-        if g >= 1:
-            raise _NotApplicableError
-        return cls(k, n, g, 2.0 * _gamma(n, v), 6.0 * (k + 2) * tiny, work_tiny)
-
-    def bound(
-        self,
-        *,
-        size: Array,
-        y_size: Array,
-        row_a: Array,
-        r_abs_sum: Array,
-        alpha: float,
-        beta: float,
-    ) -> Array:
-        """``g S + h T + U`` elementwise (arguments broadcast to the residual's shape)."""
-        k, n = self.k, self.n
-        checks = 6 * n * (1 + abs(beta)) + abs(alpha) * (9 * n * math.sqrt(k) * row_a + 6 * k)
-        under = self.claim_tiny * r_abs_sum + self.work_tiny * checks
-        bound: Array = self.g * size + self.h * y_size + under
-        return bound
-
-
-def _gamma(j: int, u: float) -> float:
-    """``gamma_j(u) = j u / (1 - j u)``; not applicable from ``j u >= 1/2`` on (gamma >= 1)."""
-    if j * u >= 0.5:
-        raise _NotApplicableError
-    return j * u / (1 - j * u)
-
-
-def _norms(subscripts: str, x: Array, length: int, count: _Counted) -> Array:
-    """Upper bounds on the 2-norms of ``x``'s rows or columns (float64)."""
-    return np.sqrt(_squares(subscripts, x, length, count))
-
-
-def _squares(subscripts: str, x: Array, length: int, count: _Counted) -> Array:
-    """Upper bounds on sums of ``length`` squares of ``x`` (float64), by ``np.einsum`` in ``x``'s
-    type (no temporary copy). All terms are >= 0, so a computed sum ``s`` is within
-    ``gamma_L s`` of the exact one, plus ``3 L t`` of underflow. NaN or infinity in ``x`` -> None.
-    float32 sums beyond float32's range, or so small that the underflow term would swamp them
-    (operands scaled far apart), are recomputed in float64 (buffered, still no copy)."""
-    u, tiny = _FLOATS[x.dtype.name]
-    count.macs += x.size
-    with np.errstate(over="ignore", invalid="ignore"):
-        sums = np.einsum(subscripts, x, x).astype(np.float64)
-    overflow = not np.isfinite(sums).all()
-    if overflow and not np.isfinite(x).all():
-        raise _NotApplicableError  # NaN or infinity: the caller re-executes instead
-    if x.dtype == _F32 and (overflow or ((sums > 0) & (sums < 2.0**20 * length * tiny)).any()):
-        u, tiny = _FLOATS["float64"]
-        count.macs += x.size
-        sums = np.einsum(subscripts, x, x, dtype=np.float64)
-    elif overflow:
-        raise _NotApplicableError  # float64 squares beyond float64's range
-    upper: Array = (sums + 3 * length * tiny) / (1 - _gamma(length, u))
-    return upper
-
-
 def _max_abs(x: Array) -> int:
     return 0 if x.size == 0 else max(abs(int(x.min())), abs(int(x.max())))
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise _NotApplicableError
-    return int(value)
-
-
-def _ints(value: object, length: int, default: int) -> tuple[int, ...]:
-    if value is None:
-        return (default,) * length
-    if not isinstance(value, list | tuple) or len(value) != length:
-        raise _NotApplicableError
-    return tuple(_int(v) for v in value)
 
 
 def _float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise _NotApplicableError
     return float(np.float32(value))  # ONNX float attributes are float32
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    if not isinstance(value, str):
-        raise _NotApplicableError
-    return value
