@@ -290,6 +290,7 @@ def inspect(receipt: Path, as_json: bool) -> None:
 
 cli.add_command(traces.spot_check)
 cli.add_command(traces.dispute)
+cli.add_command(traces.dispute_answer)
 cli.add_command(traces.judge)
 
 

@@ -16,13 +16,15 @@ import click
 
 from cli import render
 from receipts import InputError, Policy, PrivateKey, PublicKey, Tolerance, Verifier
-from receipts.dispute import dispute_locally
-from receipts.envelope import MAX_ENVELOPE_BYTES
-from receipts.errors import NothingToDispute
-from receipts.evidence import Evidence
+from receipts.dispute import Responder, dispute_locally
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.errors import KeyFileError, NothingToDispute
+from receipts.evidence import Evidence, write_opening
 from receipts.files import read_limited, write_atomic
+from receipts.graph import GraphView
 from receipts.jsonview import report_json, ruling_json
 from receipts.model import load_model
+from receipts.receipt import Receipt, receipt_id
 from receipts.referee import PROVIDER_FAULT, Referee
 from receipts.report import Report
 from receipts.tensorfiles import load_tensors
@@ -165,6 +167,64 @@ def dispute(
         click.echo(json.dumps(view, indent=2))
     else:
         click.echo(render.dispute_summary(local, out))
+
+
+@click.command("dispute-answer")
+@click.argument("message", type=existing)
+@click.option("--receipt", type=existing, required=True, help="The disputed receipt (yours).")
+@click.option("--model", type=existing, required=True)
+@click.option("--input", "inputs", type=existing_any, required=True, help=".npz or folder")
+@click.option("--trace", "trace_path", type=existing, required=True, help="Your trace file.")
+@click.option("--key", type=existing, required=True, help="Your (the provider's) private key.")
+@click.option("--out", type=new_file, required=True, help="Where to write the signed reply.")
+@json_option
+def dispute_answer(
+    message: Path,
+    receipt: Path,
+    model: Path,
+    inputs: Path,
+    trace_path: Path,
+    key: Path,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Answer one challenger MESSAGE from your trace, as a provider in its own process.
+
+    Writes the signed reply to OUT and, for a request to open a node, the opening to
+    OUT.opening. An `open` message needs no reply (nothing is written)."""
+    signer = PrivateKey.load(key)
+    data = read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt")
+    envelope = Envelope.from_bytes(data)
+    decoded = Receipt.decode(envelope.payload)
+    if decoded.provider != signer.public_key.key_id:
+        raise KeyFileError("--key is not the key that signed this receipt")
+    loaded = load_model(model)
+    arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
+    with TraceReader.open(trace_path) as reader:
+        responder = Responder(
+            decoded,
+            receipt_id(envelope.payload),
+            reader,
+            signer,
+            view=GraphView(loaded),
+            inputs=loaded.check_inputs(arrays),
+        )
+        reply = responder.answer(read_limited(message, MAX_ENVELOPE_BYTES, "message"))
+        written = []
+        if reply is not None:
+            if reply.opening is not None:
+                opening_path = out.with_name(out.name + ".opening")
+                write_opening(opening_path, reply.opening, receipt_id(envelope.payload))
+                written.append(opening_path)
+            write_atomic(out, reply.signed.data)
+            written.insert(0, out)
+    kind = reply.signed.message.kind if reply is not None else None
+    if as_json:
+        click.echo(json.dumps({"reply": kind, "wrote": [str(p) for p in written]}, indent=2))
+    elif reply is None:
+        click.echo("open: no reply needed")
+    else:
+        click.echo(f"{kind}: wrote {', '.join(str(p) for p in written)}")
 
 
 @click.command()

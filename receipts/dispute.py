@@ -25,12 +25,12 @@ provider's key or the challenger's on provider messages and checks the proofs ei
 
     challenger = Challenger(receipt, rid, my_leaves, signer)
     responder = Responder(receipt, rid, reader, signer, view=view, inputs=inputs)
-    result = run_local(challenger, responder)        # DisputeResult: node, rounds, transcript
+    result = run_local(challenger, responder.answer)   # DisputeResult: node, rounds, transcript
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +222,7 @@ class Challenger:
         self.chain = _Chain(receipt_id)
         self.lo, self.hi = 0, self.trace.nodes  # prefix lo agrees, prefix hi does not
         self.rounds = 0
+        self.opening: Opening | None = None
 
     def start(self) -> Signed:
         body = {"nodes": self.trace.nodes, "root": self.tree.root()}
@@ -238,11 +239,17 @@ class Challenger:
             return self._send("request", {"index": self.lo, "claim": claim})
         return self._send("query", {"size": (self.lo + self.hi) // 2})
 
-    def receive(self, signed: Signed) -> Signed | None:
-        """Take the provider's answer; return the next message, or None when done."""
+    def receive(self, signed: Signed, *, opening: Opening | None = None) -> Signed | None:
+        """Take the provider's answer (with the opening an ``opening`` message names); return
+        the next message, or None when done."""
         self.chain.accept(signed)
         m = signed.message
         if m.kind == "opening":
+            if opening is None or opening_digest(opening) != m.body["opening"]:
+                raise DisputeError("the provider's opening is not the one its message names")
+            if opening.index != self.lo or m.body["index"] != self.lo:
+                raise DisputeError("the provider opened another node than the one requested")
+            self.opening = opening
             return None
         if m.kind != "prefix":
             raise DisputeError(f"expected a prefix or opening message, got {m.kind!r}")
@@ -261,9 +268,31 @@ class Challenger:
         """After ``start``: the first question."""
         return self._ask()
 
+    def result(self) -> DisputeResult:
+        """Once the provider has opened the first divergent node."""
+        if self.opening is None:
+            raise DisputeError("the dispute has not reached an opening yet")
+        return DisputeResult(
+            index=self.lo,
+            rounds=self.rounds + 1,  # the bisection rounds and the opening round
+            claim=self.leaves[self.lo],
+            opening=self.opening,
+            transcript=tuple(s.data for s in self.chain.messages),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """The provider's answer to one message, and for a request the opening it names."""
+
+    signed: Signed
+    opening: Opening | None = None
+
 
 class Responder:
-    """The provider's side, answering from its trace file."""
+    """The provider's side, answering from its trace file. Stateless: each reply depends only on
+    the message it answers (it follows that message in the chain), so the provider may answer
+    from another process, message file by message file (``receipts dispute-answer``)."""
 
     def __init__(
         self,
@@ -276,13 +305,17 @@ class Responder:
         inputs: Mapping[str, Value],
     ) -> None:
         reader.check_commitment(receipt.trace, receipt.model)
+        self.receipt_id = receipt_id
         self.reader, self.signer, self.view, self.inputs = reader, signer, view, inputs
-        self.chain = _Chain(receipt_id)
-        self.opening: Opening | None = None
 
-    def receive(self, signed: Signed) -> Signed | None:
-        self.chain.accept(signed)
+    def answer(self, data: bytes) -> Reply | None:
+        """The reply to a challenger's message (None for ``open``, which needs none)."""
+        signed = read_message(data)
         m = signed.message
+        if m.receipt != self.receipt_id:
+            raise DisputeError("the message is about another receipt")
+        if m.role != CHALLENGER:
+            raise DisputeError(f"the provider does not answer {m.kind!r} messages")
         if m.kind == "open":
             return None
         if m.kind == "query":
@@ -294,17 +327,22 @@ class Responder:
                 "root": self.reader.tree.root(size),
                 "proof": self.reader.tree.consistency_proof(size),
             }
-            return self._send("prefix", body)
-        if m.kind == "request":
-            index = m.body["index"]
-            self.opening = open_node(self.reader, self.view, index, self.inputs)
-            return self._send("opening", {"index": index, "opening": opening_digest(self.opening)})
-        raise DisputeError(f"the provider does not answer {m.kind!r} messages")
+            return Reply(signed=self._reply(signed, "prefix", body))
+        index = m.body["index"]
+        opening = open_node(self.reader, self.view, index, self.inputs)
+        body = {"index": index, "opening": opening_digest(opening)}
+        return Reply(signed=self._reply(signed, "opening", body), opening=opening)
 
-    def _send(self, kind: str, body: Mapping[str, Any]) -> Signed:
-        signed = sign_message(self.chain.next(PROVIDER, kind, body), self.signer)
-        self.chain.accept(signed)
-        return signed
+    def _reply(self, to: Signed, kind: str, body: Mapping[str, Any]) -> Signed:
+        message = Message(
+            receipt=self.receipt_id,
+            seq=to.message.seq + 1,
+            prev=to.digest,
+            role=PROVIDER,
+            kind=kind,
+            body=body,
+        )
+        return sign_message(message, self.signer)
 
 
 def opening_digest(opening: Opening) -> bytes:
@@ -323,28 +361,17 @@ class DisputeResult:
     transcript: tuple[bytes, ...]
 
 
-def run_local(challenger: Challenger, responder: Responder) -> DisputeResult:
-    """Play both sides in one process, passing each message as the bytes a file would hold."""
-    responder.receive(_wire(challenger.start()))
+def run_local(challenger: Challenger, answer: Callable[[bytes], Reply | None]) -> DisputeResult:
+    """Drive the bisection against ``answer`` (a ``Responder``'s, or one that reaches a
+    provider in another process), passing each message as the bytes a file would hold."""
+    answer(challenger.start().data)
     message: Signed | None = challenger.first()
     while message is not None:
-        answer = responder.receive(_wire(message))
-        if answer is None:
+        reply = answer(message.data)
+        if reply is None:
             raise DisputeError("the provider side stopped answering")
-        message = challenger.receive(_wire(answer))
-    assert responder.opening is not None
-    index = challenger.lo
-    return DisputeResult(
-        index=index,
-        rounds=challenger.rounds + 1,  # the bisection rounds and the opening round
-        claim=challenger.leaves[index],
-        opening=responder.opening,
-        transcript=tuple(s.data for s in challenger.chain.messages),
-    )
-
-
-def _wire(signed: Signed) -> Signed:
-    return read_message(signed.data)
+        message = challenger.receive(read_message(reply.signed.data), opening=reply.opening)
+    return challenger.result()
 
 
 def check_transcript(
@@ -432,7 +459,7 @@ def dispute_locally(
     responder = Responder(
         receipt, rid, provider_trace, provider_signer or signer, view=tracer.view, inputs=arrays
     )
-    result = run_local(challenger, responder)
+    result = run_local(challenger, responder.answer)
     evidence = Evidence(
         receipt=data,
         challenger=signer.public_key,

@@ -192,7 +192,7 @@ def test_dispute_over_a_one_node_trace_takes_one_round(tmp_path: Path) -> None:
             view=GraphView(model),
             inputs=model.check_inputs(inputs),
         )
-        result = run_local(challenger, responder)
+        result = run_local(challenger, responder.answer)
     assert (result.index, result.rounds) == (0, 1)
     assert [m.kind for m in messages(result.transcript)] == ["open", "request", "opening"]
     evidence = Evidence(
