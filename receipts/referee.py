@@ -18,9 +18,9 @@ equals the receipt's; within the policy tolerance (and saying so) when it does n
   (j6) re-run      the node re-run alone; its outputs equal (or, across runtime identities, lie
                    within tolerance of) the provider's -> challenge-rejected; else provider-fault
 
-The re-run of j6 starts on a helper thread as soon as j2 passes, on the operands as the bundle
-holds them, so that onnxruntime works while j3-j5 check signatures and proofs; its result counts
-only if j3-j5 pass and the checked operands are the very arrays it ran on.
+j4 runs before j3 (its error is reported after j3's): as soon as the operands are proven to be
+the committed ones, the re-run of j6 starts on a helper thread while j3 checks the transcript's
+signatures and proofs. Nothing is ever run on operands that are not proven.
 
     referee = Referee(PrivateKey.load("referee.pem"))
     ruling = referee.judge(Evidence.read(path), load_model("model.onnx"))
@@ -30,7 +30,7 @@ only if j3-j5 pass and the checked operands are the very arrays it ran on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from receipts import codec
@@ -44,7 +44,7 @@ from receipts.evidence import Evidence
 from receipts.graph import GraphView
 from receipts.keys import PublicKey, Signer
 from receipts.model import LoadedModel
-from receipts.opening import OpenedNode, Opening, check_opening
+from receipts.opening import OpenedNode, check_opening
 from receipts.operator import RerunResult, rerun
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory
@@ -164,7 +164,7 @@ class Referee:
         self.clock: Clock = clock or SystemClock()
         self.runner_factory = runner_factory
         self._views: dict[Digest, GraphView] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._workers: ThreadPoolExecutor | None = None
 
     def _view(self, model: LoadedModel) -> GraphView:
         """The graph view of ``model``, kept for the next bundle of the same model."""
@@ -185,9 +185,15 @@ class Referee:
             raise EvidenceError(
                 f"(j2) the receipt's trace has {receipt.trace.nodes} nodes, the model {len(view)}"
             )
-        # The operator starts on the opened operands at once, on a helper thread (onnxruntime
-        # releases the GIL), while j3-j5 check them; its result is used only if they pass.
-        early = self._start_rerun(evidence, view, receipt)
+        # j4 is checked first but reported after j3: once the operands are proven to be the
+        # committed ones, the operator starts on a helper thread (onnxruntime releases the GIL)
+        # while j3 checks signatures and proofs. Nothing runs on unproven operands.
+        try:
+            opened: OpenedNode | None = check_opening(evidence.opening, receipt, view)
+            refused: OpeningError | None = None
+        except OpeningError as e:
+            opened, refused = None, e
+        early = self._pool().submit(self._rerun, opened, view, receipt) if opened else None
         messages = check_transcript(  # (j3)
             evidence.transcript, receipt, rid, challenger=evidence.challenger, provider=provider
         )
@@ -198,10 +204,8 @@ class Referee:
             raise EvidenceError("(j3) the bundle's claim is not the one the challenger signed")
         if answer.body["opening"] != evidence.opening_digest:
             raise EvidenceError("(j3) the bundle's opening is not the one the transcript names")
-        try:
-            opened = check_opening(evidence.opening, receipt, view)  # (j4)
-        except OpeningError as e:
-            raise EvidenceError(f"(j4) {e}") from e
+        if opened is None or early is None:  # (j4)
+            raise EvidenceError(f"(j4) {refused}") from refused
         claim = evidence.claim  # (j5)
         if (claim.index, claim.op, claim.domain, claim.name) != (
             opened.leaf.index,
@@ -212,11 +216,7 @@ class Referee:
             raise EvidenceError("(j5) the challenger's claim is about another node")
         if claim.outputs == opened.leaf.outputs:
             raise EvidenceError("(j5) the challenger's claim equals the provider's: no dispute")
-        if early is not None and _same_values(opened, evidence.opening):
-            result = early.result()
-        else:
-            result = self._rerun(opened, view, receipt)
-        return self._sign(evidence, receipt, rid, opened.leaf.outputs, result)  # (j6)
+        return self._sign(evidence, receipt, rid, opened.leaf.outputs, early.result())  # (j6)
 
     def _rerun(self, opened: OpenedNode, view: GraphView, receipt: Receipt) -> RerunResult:
         return rerun(
@@ -227,23 +227,10 @@ class Referee:
             runner_factory=self.runner_factory,
         )
 
-    def _start_rerun(
-        self, evidence: Evidence, view: GraphView, receipt: Receipt
-    ) -> Future[RerunResult] | None:
-        """(j6) begun before j3-j5 on the bundle's operands, as they will be once checked."""
-        opening = evidence.opening
-        if not 0 <= opening.index < len(view):
-            return None  # j4 refuses it
-        unchecked = OpenedNode(
-            node=view.nodes[opening.index],
-            leaf=opening.node.leaf,
-            reads=dict(opening.reads),
-            weights={},
-            outputs=dict(opening.outputs),
-        )
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipts-referee")
-        return self._pool.submit(self._rerun, unchecked, view, receipt)
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipts-ref")
+        return self._workers
 
     def _sign(
         self,
@@ -290,12 +277,6 @@ class Referee:
         )
         envelope = Envelope.sign(RULING_PAYLOAD_TYPE, codec.encode(ruling.to_wire()), self.signer)
         return SignedRuling(envelope=envelope, ruling=ruling, rerun=result)
-
-
-def _same_values(opened: OpenedNode, opening: Opening) -> bool:
-    """The checked node holds the very arrays the early re-run was given."""
-    pairs = ((opened.reads, opening.reads), (opened.outputs, opening.outputs))
-    return all(a.keys() == b.keys() and all(a[k] is b[k] for k in a) for a, b in pairs)
 
 
 def _receipt(evidence: Evidence) -> tuple[Receipt, Digest, PublicKey]:
