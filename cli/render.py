@@ -185,6 +185,7 @@ def ruling_text(signed: SignedRuling, path: Path) -> str:
         f"receipt      {r.receipt}",
         f"node         #{r.node} {safe(r.op)} {safe(r.node_name)!r}",
         f"comparison   {r.comparison}",
+        f"transcript   provider messages {r.provider_messages}",
         f"reason       {safe(r.reason)}",
         f"wrote        {path}",
         f"RULING: {r.verdict}",

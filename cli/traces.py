@@ -234,6 +234,12 @@ def dispute_answer(
 @click.option("--out", type=new_file, required=True, help="Where to write the signed ruling.")
 @click.option("--rtol", type=click.FloatRange(0), default=1e-5, show_default=True)
 @click.option("--atol", type=click.FloatRange(0), default=1e-6, show_default=True)
+@click.option("--provider", "providers", type=existing, multiple=True, help="Trusted key (.pub).")
+@click.option(
+    "--require-provider-signatures",
+    is_flag=True,
+    help="Refuse transcripts whose provider messages the challenger relayed.",
+)
 @json_option
 @click.pass_context
 def judge(
@@ -244,10 +250,17 @@ def judge(
     out: Path,
     rtol: float,
     atol: float,
+    providers: tuple[Path, ...],
+    require_provider_signatures: bool,
     as_json: bool,
 ) -> None:
     """Re-run the disputed operator of EVIDENCE and sign a ruling into OUT."""
-    referee = Referee(PrivateKey.load(key), tolerance=Tolerance(rtol=rtol, atol=atol))
+    referee = Referee(
+        PrivateKey.load(key),
+        tolerance=Tolerance(rtol=rtol, atol=atol),
+        trusted_providers=tuple(PublicKey.load(p) for p in providers) or None,
+        require_provider_signatures=require_provider_signatures,
+    )
     signed = referee.judge(Evidence.read(evidence), load_model(model))
     write_atomic(out, signed.to_bytes())
     if as_json:

@@ -54,6 +54,7 @@ from receipts.model import LoadedModel
 from receipts.opening import Opening, open_node, opening_to_wire
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory
+from receipts.spotcheck import check_trace
 from receipts.trace import TraceCommitment, TraceLeaf, TraceReader
 from receipts.tracing import Tracer
 
@@ -453,6 +454,9 @@ def dispute_locally(
     arrays = model.check_inputs(inputs)
     if TensorMapDigest.of(arrays).entries != receipt.inputs.entries:
         raise DigestMismatchError("the inputs are not the receipt's inputs")
+    # A receipt whose outputs are not what its own trace commits to needs no bisection: step 12
+    # of the spot check refuses it outright.
+    check_trace(receipt, tracer.view, provider_trace)
     fault = tracer.view.find(inject_fault) if inject_fault is not None else None
     leaves = tracer.run(arrays, fault=fault).leaves()
     challenger = Challenger(receipt, rid, leaves, signer)

@@ -152,7 +152,9 @@ class GraphView:
         """Where ``name`` comes from, given the names the receipt's inputs supply."""
         if name in self.producers:
             return Source(kind=NODE, name=name, node=self.producers[name])
-        if name in supplied_inputs or (name in self.input_names and not self._is_weight(name)):
+        # Only a graph input can come from the receipt's inputs: a receipt naming an initializer
+        # that is not a graph input does not replace the committed weight.
+        if name in self.input_names and (name in supplied_inputs or not self._is_weight(name)):
             return Source(kind=INPUT, name=name)
         if name in self._inits:
             return Source(kind=WEIGHT, name=name, paths=(self._inits[name],))

@@ -76,6 +76,7 @@ def ruling_json(ruling: Ruling) -> dict[str, Any]:
         "provider_outputs": [entry_json(e) for e in ruling.provider_outputs],
         "recomputed_outputs": [entry_json(e) for e in ruling.recomputed_outputs],
         "challenger_outputs": [entry_json(e) for e in ruling.challenger_outputs],
+        "provider_messages": ruling.provider_messages,
         "issued_at": ruling.issued_at,
     }
 

@@ -159,11 +159,15 @@ def check_opening(opening: Opening, receipt: Receipt, view: GraphView) -> Opened
         raise OpeningError(
             f"(o1) node index {opening.index} is out of range (the trace has {trace.nodes})"
         )
+    unknown = sorted(e.name for e in receipt.inputs.entries if e.name not in view.input_names)
+    if unknown:
+        raise OpeningError(f"(o1) the receipt's input {unknown[0]!r} is not an input of the model")
     node = view.nodes[opening.index]
     _check_leaf(opening.node, node, trace)
     _check_outputs(opening, node)
     paths = _check_reads(opening, node, receipt, view)
-    weights = _check_weights(opening, node, receipt.model, paths)
+    size = len(view.model.weights) + 1  # the structure leaf and one leaf per weight
+    weights = _check_weights(opening, node, receipt.model, paths, size)
     return OpenedNode(
         node=node,
         leaf=opening.node.leaf,
@@ -194,6 +198,10 @@ def _check_reads(
     for name in node.inputs:
         source = view.source(name, frozenset(receipt_inputs))
         if source.kind == WEIGHT:
+            if name in opening.reads:  # a weight comes from the model digest, never the opening
+                raise OpeningError(
+                    f"(o3) {node.label}: the opening gives a value for weight {name!r}"
+                )
             paths.extend(source.paths)
             continue
         if name not in opening.reads:
@@ -217,20 +225,20 @@ def _check_reads(
 
 
 def _check_weights(
-    opening: Opening, node: NodeView, model: Digest, paths: list[str]
+    opening: Opening, node: NodeView, model: Digest, paths: list[str], size: int
 ) -> dict[str, np.ndarray[Any, Any]]:  # (o4)
+    """Each weight is a leaf of the model-digest tree of ``size`` leaves (the size comes from
+    the model checked against the receipt, never from the opening)."""
     weights = {w.path: w for w in opening.weights}
     for path in paths:
         proof = weights.get(path)
         if proof is None:
             raise OpeningError(f"(o4) {node.label}: the opening lacks weight {path}")
+        if proof.size != size:
+            raise OpeningError(f"(o4) {node.label}: weight {path}: wrong model tree size")
         try:
             merkle.verify_inclusion(
-                merkle.leaf_hash(proof.leaf_data()),
-                proof.index,
-                proof.size,
-                proof.proof,
-                model.value,
+                merkle.leaf_hash(proof.leaf_data()), proof.index, size, proof.proof, model.value
             )
         except VerificationError as e:
             raise OpeningError(f"(o4) {node.label}: weight {path}: {e}") from e

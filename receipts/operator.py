@@ -63,7 +63,9 @@ def rerun(
     runner_factory: RunnerFactory = OrtRunner,
 ) -> RerunResult:
     """Run the opened node alone under the receipt's settings and compare with its outputs."""
-    single = view.single_node(opened.node.index, opened.reads)
+    supplied = frozenset(e.name for e in receipt.inputs.entries)
+    reads = {n: v for n, v in opened.reads.items() if view.source(n, supplied).kind != WEIGHT}
+    single = view.single_node(opened.node.index, reads)
     runner = runner_factory(single.data, receipt.runtime.settings)
     same = runner.profile.identity == receipt.runtime.identity
     if not same and exact_only:
@@ -71,7 +73,7 @@ def rerun(
             "runtime identity differs from the receipt's and the policy requires bit-exact "
             f"re-execution (receipt: {receipt.runtime.describe()})"
         )
-    recomputed = runner.run({name: opened.reads[name] for name in single.feeds})
+    recomputed = runner.run({name: reads[name] for name in single.feeds})
     rows = compare_outputs(recomputed, opened.outputs, tolerance_for, exact=same)
     return RerunResult(
         recomputed=recomputed,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import Digest, Entry, entry_from_wire, entry_to_wire, value_entry
-from receipts.dispute import check_transcript
+from receipts.dispute import PROVIDER, check_transcript
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
 from receipts.errors import EvidenceError, MalformedError, ModelError, OpeningError, SignatureError
@@ -53,6 +53,7 @@ from receipts.tolerance import Tolerance
 RULING_PAYLOAD_TYPE = "application/vnd.inference-receipts.ruling.v1+msgpack"
 PROVIDER_FAULT, CHALLENGE_REJECTED = "provider-fault", "challenge-rejected"
 VERDICTS = (PROVIDER_FAULT, CHALLENGE_REJECTED)
+PROVIDER_SIGNED, RELAYED = "provider-signed", "relayed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +73,7 @@ class Ruling:
     provider_outputs: tuple[Entry, ...]
     recomputed_outputs: tuple[Entry, ...]
     challenger_outputs: tuple[Entry, ...]
+    provider_messages: str  # "provider-signed" or "relayed" (signed by the challenger)
     issued_at: int
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class Ruling:
             raise MalformedError(f"unknown verdict {self.verdict!r}")
         if self.comparison not in ("bit-exact", "tolerance"):
             raise MalformedError(f"unknown comparison {self.comparison!r}")
+        if self.provider_messages not in (PROVIDER_SIGNED, RELAYED):
+            raise MalformedError(f"unknown provider message signing {self.provider_messages!r}")
 
     def to_wire(self) -> dict[str, object]:
         return {
@@ -95,6 +99,7 @@ class Ruling:
             "provider_outputs": [entry_to_wire(e) for e in self.provider_outputs],
             "recomputed_outputs": [entry_to_wire(e) for e in self.recomputed_outputs],
             "challenger_outputs": [entry_to_wire(e) for e in self.challenger_outputs],
+            "provider_messages": self.provider_messages,
             "issued_at": self.issued_at,
         }
 
@@ -118,6 +123,7 @@ class Ruling:
             provider_outputs=_entries(r.array("provider_outputs", 4096)),
             recomputed_outputs=_entries(r.array("recomputed_outputs", 4096)),
             challenger_outputs=_entries(r.array("challenger_outputs", 4096)),
+            provider_messages=r.text("provider_messages", 32),
             issued_at=r.integer("issued_at", 0, 2**63 - 1),
         )
         node.close()
@@ -157,8 +163,15 @@ class Referee:
         output_tolerances: Mapping[str, Tolerance] | None = None,
         clock: Clock | None = None,
         runner_factory: RunnerFactory = OrtRunner,
+        trusted_providers: tuple[PublicKey, ...] | None = None,
+        require_provider_signatures: bool = False,
     ) -> None:
+        """``trusted_providers``: judge only receipts signed by one of these keys (None: any
+        key, as the ruling then names it). ``require_provider_signatures``: refuse transcripts
+        whose provider messages a challenger relayed instead of the provider signing them."""
         self.signer = signer
+        self.trusted_providers = trusted_providers
+        self.require_provider_signatures = require_provider_signatures
         self.tolerance = tolerance or Tolerance()
         self.output_tolerances = dict(output_tolerances or {})
         self.clock: Clock = clock or SystemClock()
@@ -174,7 +187,7 @@ class Referee:
 
     def judge(self, evidence: Evidence, model: LoadedModel) -> SignedRuling:
         """Steps j1-j6; raises a typed error (and rules nothing) when the bundle is bad."""
-        receipt, rid, provider = _receipt(evidence)  # (j1)
+        receipt, rid, provider = _receipt(evidence, self.trusted_providers)  # (j1)
         if model.digest != receipt.model:  # (j2)
             raise ModelError(
                 f"(j2) the model is not the receipt's: {model.digest} vs {receipt.model}"
@@ -197,6 +210,15 @@ class Referee:
         messages = check_transcript(  # (j3)
             evidence.transcript, receipt, rid, challenger=evidence.challenger, provider=provider
         )
+        relayed = any(
+            m.message.role == PROVIDER and m.envelope.signature.public_key != provider
+            for m in messages
+        )
+        if relayed and self.require_provider_signatures:
+            raise EvidenceError(
+                "(j3) the provider's messages were relayed (signed by the challenger) and this "
+                "referee requires the provider's own signatures"
+            )
         request, answer = messages[-2].message, messages[-1].message
         if request.body["index"] != evidence.index or answer.body["index"] != evidence.index:
             raise EvidenceError("(j3) the transcript disputes another node than the bundle")
@@ -216,7 +238,8 @@ class Referee:
             raise EvidenceError("(j5) the challenger's claim is about another node")
         if claim.outputs == opened.leaf.outputs:
             raise EvidenceError("(j5) the challenger's claim equals the provider's: no dispute")
-        return self._sign(evidence, receipt, rid, opened.leaf.outputs, early.result())  # (j6)
+        result = early.result()  # (j6)
+        return self._sign(evidence, receipt, rid, opened.leaf.outputs, result, relayed=relayed)
 
     def _rerun(self, opened: OpenedNode, view: GraphView, receipt: Receipt) -> RerunResult:
         return rerun(
@@ -239,6 +262,8 @@ class Referee:
         rid: Digest,
         provider_outputs: tuple[Entry, ...],
         result: RerunResult,
+        *,
+        relayed: bool,
     ) -> SignedRuling:
         node = evidence.opening.node.leaf
         verdict = CHALLENGE_REJECTED if result.ok else PROVIDER_FAULT
@@ -273,17 +298,21 @@ class Referee:
                 value_entry(name, value) for name, value in sorted(result.recomputed.items())
             ),
             challenger_outputs=evidence.claim.outputs,
+            provider_messages=RELAYED if relayed else PROVIDER_SIGNED,
             issued_at=self.clock.now_ms(),
         )
         envelope = Envelope.sign(RULING_PAYLOAD_TYPE, codec.encode(ruling.to_wire()), self.signer)
         return SignedRuling(envelope=envelope, ruling=ruling, rerun=result)
 
 
-def _receipt(evidence: Evidence) -> tuple[Receipt, Digest, PublicKey]:
-    """(j1) the bundle's receipt: a canonical envelope, validly signed, with a trace."""
+def _receipt(
+    evidence: Evidence, trusted: tuple[PublicKey, ...] | None
+) -> tuple[Receipt, Digest, PublicKey]:
+    """(j1) the bundle's receipt: a canonical envelope, validly signed (by a trusted key when
+    the referee has any), with a trace."""
     try:
         envelope = Envelope.from_bytes(evidence.receipt)
-        key = envelope.verify_signature(None)
+        key = envelope.verify_signature(trusted)
         receipt = Receipt.decode(envelope.payload)
     except SignatureError as e:
         raise EvidenceError(f"(j1) the bundle's receipt signature does not verify: {e}") from e

@@ -87,7 +87,7 @@ def check_trace(receipt: Receipt, view: GraphView, reader: TraceReader) -> Mappi
         if claimed.get(name) != reader.leaves[index].entry(name):
             raise DigestMismatchError(
                 f"output {name!r} in the receipt is not what the trace's node "
-                f"{view.nodes[index].label} committed to"
+                f"{view.nodes[index].label} committed to (the receipt contradicts its own trace)"
             )
     return {"root": str(reader.root), "nodes": len(reader)}
 

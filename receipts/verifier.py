@@ -173,7 +173,7 @@ class Verifier:
         if "spot-check" not in required:
             steps.skip("12-14 spot-check", "not required by the policy")
         elif trusted:
-            self._spot_rung(state, steps, seed or self.random_bytes(16))
+            self._spot_rung(state, steps, seed if seed is not None else self.random_bytes(16))
         else:
             steps.skip("12-14 spot-check", "the receipt did not pass the signature rung")
         spot = steps.take("spot-check")

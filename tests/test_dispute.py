@@ -27,7 +27,7 @@ from receipts import (
     load_model,
     load_model_bytes,
 )
-from receipts.digests import value_entry
+from receipts.digests import TensorMapDigest, value_entry
 from receipts.dispute import (
     Challenger,
     LocalDispute,
@@ -39,11 +39,12 @@ from receipts.dispute import (
     sign_message,
 )
 from receipts.envelope import Envelope
-from receipts.errors import DisputeError, EvidenceError, NothingToDispute, TraceError
+from receipts.errors import DisputeError, EvidenceError, NothingToDispute, OpeningError, TraceError
 from receipts.evidence import EVIDENCE_MAGIC, Evidence
 from receipts.frames import FRAME
 from receipts.graph import GraphView
-from receipts.opening import LeafProof
+from receipts.opening import LeafProof, check_opening
+from receipts.receipt import Receipt
 from receipts.referee import (
     CHALLENGE_REJECTED,
     PROVIDER_FAULT,
@@ -425,6 +426,17 @@ def _with_read(ev: Evidence, name: str) -> Any:
     return replace(ev.opening, reads={**ev.opening.reads, name: _tampered(ev.opening.reads[name])})
 
 
+def _with_weight_read(ev: Evidence, name: str) -> Any:
+    weight = next(w for w in ev.opening.weights if w.path == "graph/initializer/2")
+    assert name == "w1"  # graph/initializer/2 holds w1 in the fixture MLP
+    return replace(ev.opening, reads={**ev.opening.reads, name: _tampered(weight.value)})
+
+
+def _weights_resized(ev: Evidence, more: int) -> Any:
+    weights = tuple(replace(w, size=w.size + more) for w in ev.opening.weights)
+    return replace(ev.opening, weights=weights)
+
+
 def _forged_producer(ev: Evidence) -> Evidence:
     """The read changed and the producer's leaf rebuilt to match it: a leaf the trace lacks."""
     opening = _with_read(ev, "h0")
@@ -639,6 +651,19 @@ EVIDENCE_CASES: dict[str, tuple[Build, type[Exception], str]] = {
         lambda m: forged(m.evidence, claim=m.evidence.opening.producers[0].leaf),
         EvidenceError,
         "(j5) the challenger's claim is about another node",
+    ),
+    # Found in review: a value given for a weight would have replaced the committed weight in the
+    # re-run, letting a challenger win against an honest provider (or a provider that ran other
+    # weights escape). Weights come from the model digest only.
+    "weight_given_as_a_read": (
+        lambda m: forged(m.evidence, opening=_with_weight_read(m.evidence, "w1")),
+        EvidenceError,
+        "(j4) (o3) #3 MatMul 'matmul1': the opening gives a value for weight 'w1'",
+    ),
+    "weight_proof_for_another_tree_size": (
+        lambda m: forged(m.evidence, opening=_weights_resized(m.evidence, 1)),
+        EvidenceError,
+        "(j4) (o4) #3 MatMul 'matmul1': weight graph/initializer/2: wrong model tree size",
     ),
 }
 
@@ -857,3 +882,14 @@ def test_malformed_manifest_is_refused_with_a_typed_error(
     path.write_bytes(_edit_manifest(path.read_bytes(), edit))
     with pytest.raises(MalformedError, match=re.escape(message)):
         Evidence.read(path)
+
+
+def test_receipt_inputs_cannot_stand_in_for_weights(material: Material) -> None:
+    """A receipt naming an initializer among its inputs does not replace the committed weight:
+    openings refuse receipts whose inputs are not the model's graph inputs (found in review)."""
+    ev = material.evidence
+    receipt = Receipt.decode(Envelope.from_bytes(ev.receipt).payload)
+    extra = value_entry("w1", np.zeros((32, 32), np.float32))
+    inputs = TensorMapDigest.from_entries([*receipt.inputs.entries, extra])
+    with pytest.raises(OpeningError, match=re.escape("(o1) the receipt's input 'w1' is not an")):
+        check_opening(ev.opening, replace(receipt, inputs=inputs), GraphView(material.model))

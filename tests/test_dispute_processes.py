@@ -7,13 +7,24 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fixtures.models import sample_inputs
-from receipts.dispute import Challenger, Reply, Responder, read_message, run_local
-from receipts.errors import DisputeError
+from receipts.digests import TensorMapDigest
+from receipts.dispute import (
+    Challenger,
+    Reply,
+    Responder,
+    dispute_locally,
+    read_message,
+    run_local,
+)
+from receipts.envelope import Envelope
+from receipts.errors import DigestMismatchError, DisputeError, EvidenceError
 from receipts.evidence import Evidence, read_opening
 from receipts.graph import GraphView
 from receipts.opening import open_node
@@ -80,8 +91,12 @@ def test_a_provider_answering_from_its_own_process_is_found_at_fault(tmp_path: P
         transcript=result.transcript,
     )
     evidence.write(tmp_path / "e.revd")
-    ruling = Referee(referee_key()).judge(Evidence.read(tmp_path / "e.revd"), model)
+    strict = Referee(
+        referee_key(), trusted_providers=(provider_key,), require_provider_signatures=True
+    )
+    ruling = strict.judge(Evidence.read(tmp_path / "e.revd"), model)
     assert ruling.ruling.verdict == PROVIDER_FAULT
+    assert ruling.ruling.provider_messages == "provider-signed"
 
 
 def test_an_opening_that_is_not_the_one_named_is_refused(tmp_path: Path) -> None:
@@ -108,3 +123,38 @@ def test_an_opening_that_is_not_the_one_named_is_refused(tmp_path: Path) -> None
 
         with pytest.raises(DisputeError, match="not the one its message names"):
             run_local(challenger, answer)
+
+
+def test_a_strict_referee_refuses_relayed_transcripts_and_strangers(tmp_path: Path) -> None:
+    """The local driver relays the provider's answers under the challenger's key: the ruling
+    says so, and a referee that requires the provider's signatures, or trusts only other
+    providers, rules nothing."""
+    model, inputs = fixture_loaded(MODEL), sample_inputs(MODEL)
+    traced = issue(model, inputs, tmp_path / "run", fault="relu2")
+    with traced.reader() as reader:
+        local = dispute_locally(traced.data, model, inputs, reader, challenger_key())
+    assert Referee(referee_key()).judge(local.evidence, model).ruling.provider_messages == (
+        "relayed"
+    )
+    with pytest.raises(EvidenceError, match=r"\(j3\) the provider's messages were relayed"):
+        Referee(referee_key(), require_provider_signatures=True).judge(local.evidence, model)
+    stranger = fixture_key("other_ed25519").public_key
+    with pytest.raises(EvidenceError, match="not a trusted provider key"):
+        Referee(referee_key(), trusted_providers=(stranger,)).judge(local.evidence, model)
+
+
+def test_a_receipt_contradicting_its_own_trace_is_refused_before_bisecting(
+    tmp_path: Path,
+) -> None:
+    """Outputs re-signed to differ from what the trace commits to: no dispute is needed."""
+    model, inputs = fixture_loaded(MODEL), sample_inputs(MODEL)
+    traced = issue(model, inputs, tmp_path / "run")
+    envelope = Envelope.from_bytes(traced.data)
+    wrong = {name: np.asarray(v) + 1 for name, v in traced.outputs.items()}
+    receipt = replace(traced.receipt, outputs=TensorMapDigest.of(wrong))
+    data = Envelope.sign(envelope.payload_type, receipt.encode(), fixture_key()).to_bytes()
+    with (
+        traced.reader() as reader,
+        pytest.raises(DigestMismatchError, match="the receipt contradicts its own trace"),
+    ):
+        dispute_locally(data, model, inputs, reader, challenger_key())
