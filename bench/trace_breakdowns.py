@@ -72,7 +72,7 @@ def traced(
     whole = tracer.run(checked)  # without a pool: the whole traced model, nothing hashed
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bench-hash")
     leaves = whole.leaves(pool)
-    pipelined = tracer.run(checked, pool=pool).entries is not None
+    pipelined = tracer.run(checked, pool=pool).ready is not None
     assert issued.trace is not None
     receipt, envelope, writer = issued.receipt, issued.envelope, issued.trace.writer()
     tensors = [np.ascontiguousarray(v) for v in whole.values.values() if isinstance(v, np.ndarray)]

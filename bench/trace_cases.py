@@ -110,8 +110,9 @@ def traced_pair(
     nodes = traced.receipt.trace.nodes
     shape = f"input float32{list(x.shape)}; {nodes} nodes"
     how = (
-        "in parts, each part's outputs hashed on 2 threads while the next part runs"
-        if traced.trace.run.entries is not None
+        "in parts, each part's outputs hashed (and its leaves made) on 2 threads while the "
+        "next part runs"
+        if traced.trace.run.ready is not None
         else "whole, then every node output hashed on 2 threads"
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -44,8 +44,25 @@ MAX_PARTS = 16
 PART_BYTES = 64 << 10
 
 
-def _entries(values: Mapping[str, Value]) -> dict[str, Entry]:
-    return {name: value_entry(name, value) for name, value in values.items()}
+def _leaves(nodes: Sequence[NodeView], entries: Mapping[str, Entry]) -> list[TraceLeaf]:
+    return [
+        TraceLeaf(
+            index=node.index,
+            op=node.op_type,
+            domain=node.domain,
+            name=node.name,
+            outputs=tuple(entries[name] for name in node.outputs),
+        )
+        for node in nodes
+    ]
+
+
+def _part_leaves(nodes: Sequence[NodeView], values: Mapping[str, Value]) -> list[TraceLeaf]:
+    """One part's leaves, digests, encodings and leaf hashes made (on a pool thread)."""
+    leaves = _leaves(nodes, {name: value_entry(name, value) for name, value in values.items()})
+    for leaf in leaves:
+        _ = leaf.hash  # cached on the leaf
+    return leaves
 
 
 def _balanced(costs: list[int], parts: int) -> list[int]:
@@ -69,7 +86,7 @@ class TracedRun:
     values: dict[str, Value]
     outputs: dict[str, Value]
     fault: NodeView | None = None
-    entries: dict[str, Entry] | None = None  # digests already computed while running
+    ready: list[TraceLeaf] | None = None  # leaves (and their hashes) made while running
 
     def node_values(self, index: int) -> dict[str, Value]:
         return {name: self.values[name] for name in self.view.nodes[index].outputs}
@@ -77,24 +94,15 @@ class TracedRun:
     def leaves(self, pool: Executor | None = None) -> list[TraceLeaf]:
         """The leaves in node order; digests computed on ``pool`` when given (hashlib releases
         the GIL on large buffers, so two threads hash two tensors at once)."""
+        if self.ready is not None:
+            return self.ready
         names = [name for node in self.view.nodes for name in node.outputs]
-        if self.entries is not None:
-            by_name = self.entries
-        elif pool is None:
+        if pool is None:
             by_name = {name: value_entry(name, self.values[name]) for name in names}
         else:
             entries = pool.map(lambda n: value_entry(n, self.values[n]), names)
             by_name = dict(zip(names, entries, strict=True))
-        return [
-            TraceLeaf(
-                index=node.index,
-                op=node.op_type,
-                domain=node.domain,
-                name=node.name,
-                outputs=tuple(by_name[name] for name in node.outputs),
-            )
-            for node in self.view.nodes
-        ]
+        return _leaves(self.view.nodes, by_name)
 
 
 class Tracer:
@@ -122,6 +130,7 @@ class Tracer:
             raise ModelError("the model has no nodes to trace")
         self.runner: Runner = runner_factory(self.view.traced_bytes(), settings)
         self._parts: list[tuple[SubModel, Runner]] | None = None
+        self._bounds: list[tuple[int, int]] = []
         self._parts_tried = False
 
     @property
@@ -166,19 +175,17 @@ class Tracer:
     ) -> TracedRun:
         values: dict[str, Value] = dict(inputs)
         pending = []
-        for part, runner in parts:
+        for (lo, hi), (part, runner) in zip(self._bounds, parts, strict=True):
             out = runner.run({name: values[name] for name in part.feeds})
             values.update(out)
-            pending.append(pool.submit(_entries, out))
-        entries: dict[str, Entry] = {}
-        for future in pending:
-            entries.update(future.result())
+            pending.append(pool.submit(_part_leaves, self.view.nodes[lo:hi], out))
+        ready = [leaf for future in pending for leaf in future.result()]
         produced = {name: values[name] for name in self.view.producers}
         return TracedRun(
             view=self.view,
             values=produced,
             outputs=self._finals(values, inputs),
-            entries=entries,
+            ready=ready,
         )
 
     def _split(
@@ -202,7 +209,8 @@ class Tracer:
         count = min(MAX_PARTS, len(nodes), max(2, round(math.sqrt(size / PART_BYTES))))
         bounds = _balanced(costs, count)
         parts = []
-        for lo, hi in itertools.pairwise(bounds):
+        self._bounds = list(itertools.pairwise(bounds))
+        for lo, hi in self._bounds:
             part = self.view.part(lo, hi, every)
             parts.append((part, self.runner_factory(part.data, self.settings)))
         check: dict[str, Value] = dict(inputs)
