@@ -32,11 +32,11 @@ from bench.trace_cases import (
     ops_of,
 )
 from receipts import Envelope, OrtRunner, RuntimeSettings, TensorMapDigest, Tolerance, load_model
-from receipts.dispute import check_transcript, opening_digest
+from receipts.dispute import check_transcript
 from receipts.evidence import Evidence
 from receipts.freivalds import check_node
 from receipts.graph import NODE, WEIGHT, GraphView
-from receipts.opening import check_opening, open_node
+from receipts.opening import check_opening, open_node, opening_digest
 from receipts.operator import as_arrays, attributes, operands, rerun
 from receipts.referee import Referee
 from receipts.spotcheck import SpotChecker, SpotPolicy, check_trace, sample_nodes

@@ -36,7 +36,7 @@ from typing import Any
 
 from receipts import codec, merkle
 from receipts.codec import MapReader
-from receipts.digests import Digest, TensorMapDigest, Value, digest_of, record_digest
+from receipts.digests import Digest, TensorMapDigest, Value, digest_of
 from receipts.envelope import Envelope
 from receipts.errors import (
     DigestMismatchError,
@@ -51,7 +51,7 @@ from receipts.evidence import Evidence
 from receipts.graph import GraphView, NodeView
 from receipts.keys import PublicKey, Signer
 from receipts.model import LoadedModel
-from receipts.opening import Opening, open_node, opening_to_wire
+from receipts.opening import Opening, open_node, opening_digest
 from receipts.receipt import Receipt, receipt_id
 from receipts.runtime import OrtRunner, RunnerFactory
 from receipts.spotcheck import check_trace
@@ -311,7 +311,10 @@ class Responder:
 
     def answer(self, data: bytes) -> Reply | None:
         """The reply to a challenger's message (None for ``open``, which needs none)."""
-        signed = read_message(data)
+        try:
+            signed = read_message(data)
+        except (MalformedError, SignatureError) as e:
+            raise DisputeError(f"not a validly signed dispute message: {e}") from e
         m = signed.message
         if m.receipt != self.receipt_id:
             raise DisputeError("the message is about another receipt")
@@ -344,11 +347,6 @@ class Responder:
             body=body,
         )
         return sign_message(message, self.signer)
-
-
-def opening_digest(opening: Opening) -> bytes:
-    wire, _ = opening_to_wire(opening)
-    return record_digest("opening", wire).value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

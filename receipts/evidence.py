@@ -37,7 +37,13 @@ from receipts.errors import EvidenceError, LimitError, MalformedError
 from receipts.files import write_atomic
 from receipts.frames import FrameReader, write_frame, write_tensor_frame
 from receipts.keys import PublicKey
-from receipts.opening import Opening, TensorSource, opening_from_wire, opening_to_wire
+from receipts.opening import (
+    Opening,
+    TensorSource,
+    opening_digest,
+    opening_from_wire,
+    opening_to_wire,
+)
 from receipts.trace import MAX_NODES, TraceLeaf, decode_tensor
 
 EVIDENCE_MAGIC = b"\x89REVIDN\n"
@@ -88,7 +94,7 @@ class Evidence:
         """What the transcript's ``opening`` message names: the digest of the opening map."""
         if self.opening_wire is not None:
             return record_digest("opening", self.opening_wire).value
-        return record_digest("opening", opening_to_wire(self.opening)[0]).value
+        return opening_digest(self.opening)
 
     def write(self, path: Path) -> None:
         """Write the bundle atomically (a crash leaves the old file or none, never half)."""

@@ -198,11 +198,6 @@ class GraphView:
                     proto.graph.output.append(onnx.ValueInfoProto(name=name))
         return _serialize(proto)
 
-    def traced_output_names(self) -> list[str]:
-        finals = [o.name for o in self.model.proto.graph.output]
-        known = set(finals)
-        return finals + [n for node in self.nodes for n in node.outputs if n not in known]
-
     def single_node(self, index: int, inputs: Mapping[str, Value]) -> SubModel:
         """Node ``index`` alone: values from other nodes and model inputs become graph inputs
         typed by ``inputs``; weights and Constant outputs stay initializers, as in the model."""

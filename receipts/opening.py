@@ -37,6 +37,7 @@ from receipts.digests import (
     Value,
     entry_from_wire,
     entry_to_wire,
+    record_digest,
     tensor_digest,
     value_entry,
 )
@@ -103,14 +104,17 @@ def open_node(
     node = view.nodes[index]
     supplied = frozenset(inputs)
     producers: dict[int, LeafProof] = {}
+    produced: dict[int, dict[str, Value]] = {}  # each producer's outputs, read once
     reads: dict[str, Value] = {}
     paths = list(node.weight_paths)
     for name in node.inputs:
         source = view.source(name, supplied)
         if source.kind == NODE:
             j = source.node
-            producers.setdefault(j, _leaf_proof(reader, j))
-            reads[name] = reader.values(j, check=False)[name]
+            if j not in producers:
+                producers[j] = _leaf_proof(reader, j)
+                produced[j] = reader.values(j, check=False)
+            reads[name] = produced[j][name]
         elif source.kind == INPUT:
             reads[name] = inputs[name]
         else:
@@ -381,3 +385,9 @@ def _values_from_wire(items: list[object], read: TensorSource) -> dict[str, Valu
         else:
             out[entry.name] = None
     return out
+
+
+def opening_digest(opening: Opening) -> bytes:
+    """What a provider's ``opening`` message names: the digest of the opening's canonical map
+    (which binds every tensor through its entry)."""
+    return record_digest("opening", opening_to_wire(opening)[0]).value

@@ -25,13 +25,12 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from receipts.digests import Digest, Value
 from receipts.errors import DigestMismatchError, SpotCheckError
-from receipts.freivalds import check_node
+from receipts.freivalds import FreivaldsResult, check_node
 from receipts.graph import GraphView
 from receipts.meter import node_units
 from receipts.opening import OpenedNode, check_opening, open_node
@@ -189,7 +188,7 @@ class SpotChecker:
         }
 
 
-def _freivalds_row(result: Any) -> object:
+def _freivalds_row(result: FreivaldsResult | None) -> object:
     if result is None:
         return "not applicable"
     return {

@@ -30,7 +30,7 @@ from receipts.errors import ModelError, RuntimeRefusedError
 from receipts.graph import GraphView, NodeView, SubModel
 from receipts.meter import node_units
 from receipts.model import LoadedModel
-from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeProfile, RuntimeSettings
+from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
 from receipts.tensors import canonical_bytes
 from receipts.trace import TraceLeaf
 
@@ -118,7 +118,8 @@ class Tracer:
     ) -> None:
         if settings.graph_optimization != TRACE_OPTIMIZATION:
             raise RuntimeRefusedError(
-                f"traced runs need graph optimization {TRACE_OPTIMIZATION!r} (exposing every "
+                f"traced runs need graph optimization {TRACE_OPTIMIZATION!r} (fault drills run "
+                "traced too; exposing every "
                 f"intermediate blocks fusions, so under {settings.graph_optimization!r} the "
                 "traced outputs would differ from the untraced ones)"
             )
@@ -132,10 +133,6 @@ class Tracer:
         self._parts: list[tuple[SubModel, Runner]] | None = None
         self._bounds: list[tuple[int, int]] = []
         self._parts_tried = False
-
-    @property
-    def profile(self) -> RuntimeProfile:
-        return self.runner.profile
 
     def run(
         self,

@@ -33,7 +33,6 @@ from receipts.dispute import (
     LocalDispute,
     Responder,
     dispute_locally,
-    opening_digest,
     read_message,
     run_local,
     sign_message,
@@ -43,7 +42,7 @@ from receipts.errors import DisputeError, EvidenceError, NothingToDispute, Openi
 from receipts.evidence import EVIDENCE_MAGIC, Evidence
 from receipts.frames import FRAME
 from receipts.graph import GraphView
-from receipts.opening import LeafProof, check_opening
+from receipts.opening import LeafProof, check_opening, opening_digest
 from receipts.receipt import Receipt
 from receipts.referee import (
     CHALLENGE_REJECTED,
