@@ -81,6 +81,10 @@ class DisputeError(MalformedError):
     dispute cannot go on from it)."""
 
 
+class NoteError(MalformedError):
+    """A signed note, checkpoint or proof text that does not follow its C2SP format."""
+
+
 # --- verification failures: exit code 1 ----------------------------------------------------
 
 
@@ -110,6 +114,47 @@ class OpeningError(VerificationError):
 
 class SpotCheckError(VerificationError):
     """A sampled node whose committed outputs are not what its operator computes."""
+
+
+class ProofError(VerificationError):
+    """A log inclusion or consistency proof, or a tree head, that does not verify."""
+
+
+class ForkError(ProofError):
+    """Two signed tree heads of one log with different roots for one size: the log forked."""
+
+
+class ThresholdError(VerificationError):
+    """Fewer valid committee co-signatures than the threshold asks for."""
+
+
+class SettlementError(VerificationError):
+    """The ledger's rules refuse this state change; nothing was changed."""
+
+
+class ReplayError(SettlementError):
+    """A request nonce, request or receipt the ledger has already seen."""
+
+
+class ExpiredError(SettlementError):
+    """A request past its expiry (or a claim or dispute outside its window)."""
+
+
+class OverdraftError(SettlementError):
+    """An account without the funds the change would take from it."""
+
+
+class BindingError(SettlementError):
+    """A receipt that is not bound to the request it claims (another request, model, inputs,
+    provider or asset, or an amount over the request's maximum)."""
+
+
+class StateError(SettlementError):
+    """A request that is unknown or not in the state this change starts from."""
+
+
+class UnknownAssetError(SettlementError):
+    """An asset the ledger does not hold."""
 
 
 # --- outcomes that are not failures ---------------------------------------------------------

@@ -67,7 +67,7 @@ def _slice_roots(leaves: Sequence[bytes]) -> SubtreeRoot:
     return subtree_root
 
 
-def _inclusion_path(index: int, size: int, subtree_root: SubtreeRoot) -> list[bytes]:
+def inclusion_path(index: int, size: int, subtree_root: SubtreeRoot) -> list[bytes]:
     """Walk RFC 6962 PATH(index, D[0:size]) from the top; returned leaf side first."""
     path: list[bytes] = []
     lo, hi = 0, size
@@ -83,7 +83,7 @@ def _inclusion_path(index: int, size: int, subtree_root: SubtreeRoot) -> list[by
     return path
 
 
-def _consistency_path(m: int, size: int, subtree_root: SubtreeRoot) -> list[bytes]:
+def consistency_path(m: int, size: int, subtree_root: SubtreeRoot) -> list[bytes]:
     """Walk RFC 6962 SUBPROOF(m, D[0:size], true) from the top; returned deepest first.
 
     ``known`` is SUBPROOF's flag b: it stays true while the subtree being split is one the
@@ -112,7 +112,7 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """The audit path of leaf ``index`` (RFC 6962 section 2.1.1), leaf side first."""
     if not 0 <= index < len(leaves):
         raise IndexError(f"leaf {index} outside a tree of {len(leaves)}")
-    return _inclusion_path(index, len(leaves), _slice_roots(leaves))
+    return inclusion_path(index, len(leaves), _slice_roots(leaves))
 
 
 def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
@@ -122,7 +122,7 @@ def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
     """
     if not 0 <= m <= len(leaves):
         raise IndexError(f"prefix size {m} outside a tree of {len(leaves)}")
-    return _consistency_path(m, len(leaves), _slice_roots(leaves))
+    return consistency_path(m, len(leaves), _slice_roots(leaves))
 
 
 def verify_inclusion(
@@ -268,14 +268,14 @@ class MerkleTree:
         size = self._prefix(size)
         if not 0 <= index < size:
             raise IndexError(f"leaf {index} outside a tree of {size}")
-        return _inclusion_path(index, size, self._subtree_root)
+        return inclusion_path(index, size, self._subtree_root)
 
     def consistency_proof(self, m: int, size: int | None = None) -> list[bytes]:
         """The proof that the first ``m`` leaves' tree is a prefix of the first ``size``'s."""
         size = self._prefix(size)
         if not 0 <= m <= size:
             raise IndexError(f"prefix size {m} outside a tree of {size}")
-        return _consistency_path(m, size, self._subtree_root)
+        return consistency_path(m, size, self._subtree_root)
 
     def _prefix(self, size: int | None) -> int:
         if size is None:
