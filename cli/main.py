@@ -6,7 +6,9 @@ usage or unreadable/malformed input. Errors print one line on stderr; ``--debug`
 traceback.
 
     receipts keygen provider.pem
-    receipts run model.onnx --input x.npz --key provider.pem --out out/
+    receipts request model.onnx --input x.npz --payer-key payer.pem --max-amount 500 \
+        --asset credit --out req.rreq
+    receipts run model.onnx --input x.npz --key provider.pem --out out/ --request req.rreq
     receipts verify out/receipt.rcpt --model model.onnx --input x.npz --provider provider.pem.pub
     receipts spot-check out/receipt.rcpt --model model.onnx --input x.npz --trace out/trace.rtrc
     receipts dispute out/receipt.rcpt --model m.onnx --input x.npz --trace T --key me.pem --out E
@@ -22,7 +24,7 @@ from typing import Any
 
 import click
 
-from cli import render, traces
+from cli import render, settle, traces
 from receipts import (
     InputError,
     Policy,
@@ -36,13 +38,24 @@ from receipts import (
     load_model,
     load_tensors,
 )
+from receipts.bls import BlsPrivateKey
+from receipts.digests import TensorMapDigest
+from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
-from receipts.files import read_limited
+from receipts.errors import UnsupportedVersionError
+from receipts.files import read_limited, write_atomic
 from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
 from receipts.receipt import Receipt, receipt_id
 from receipts.report import LADDER, Report, allowed_rungs
+from receipts.request import (
+    REQUEST_PAYLOAD_TYPE,
+    Request,
+    make_request,
+    read_request,
+    request_id,
+)
 from receipts.runtime import OPT_LEVELS
 from receipts.verifier import TensorMap as TensorMapType
 
@@ -93,14 +106,30 @@ existing = click.Path(exists=True, dir_okay=False, path_type=Path)
 existing_any = click.Path(exists=True, path_type=Path)
 
 
+def _effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
+    """The clock and randomness of commands that sign: the system's, unless the caller passed
+    others as ``cli.main(obj={"clock": ..., "random_bytes": ...})`` (tests pin them)."""
+    obj = ctx.find_root().obj
+    given = obj if isinstance(obj, dict) else {}
+    return given.get("clock") or SystemClock(), given.get("random_bytes") or system_random
+
+
 @cli.command()
 @click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scheme", type=click.Choice(SCHEMES), default="ed25519", show_default=True)
+@click.option(
+    "--scheme", type=click.Choice((*SCHEMES, "bls12-381")), default="ed25519", show_default=True
+)
 def keygen(keyfile: Path, scheme: str) -> None:
-    """Write a new private key to KEYFILE (mode 0600) and its public key to KEYFILE.pub."""
-    key = PrivateKey.generate(scheme)
-    public = key.save(keyfile)
-    click.echo(key.public_key.key_id.hex())
+    """Write a new private key to KEYFILE (mode 0600) and its public key to KEYFILE.pub
+    (for bls12-381, with its proof of possession)."""
+    if scheme == "bls12-381":
+        bls = BlsPrivateKey.generate()
+        public = bls.save(keyfile)
+        click.echo(bls.public_key.raw.hex())
+    else:
+        key = PrivateKey.generate(scheme)
+        public = key.save(keyfile)
+        click.echo(key.public_key.key_id.hex())
     click.echo(f"wrote {keyfile} (private, 0600) and {public} ({scheme})", err=True)
 
 
@@ -139,7 +168,12 @@ def digest(model: Path, as_json: bool) -> None:
     metavar="NODE_NAME",
     help="DRILL ONLY: corrupt this node's outputs (name or #INDEX) to test audit pipelines.",
 )
+@click.option(
+    "--request", "request_file", type=existing, help="The payer's signed request this run answers."
+)
+@click.pass_context
 def run(
+    ctx: click.Context,
     model: Path,
     inputs: Path,
     key: Path,
@@ -151,23 +185,94 @@ def run(
     asset: str,
     traced: bool,
     inject_fault: str | None,
+    request_file: Path | None,
 ) -> None:
     """Run MODEL on INPUTS and issue a signed receipt into OUT.
 
     With --trace the receipt commits to every node's outputs and OUT/trace.rtrc keeps them, for
     spot checks and disputes. --inject-fault is a drill aid: the provider corrupts that node's
-    outputs while signing the honest model digest, so auditors can check they catch it."""
+    outputs while signing the honest model digest, so auditors can check they catch it.
+    With --request the run must be one the payer's request covers (model, inputs, this key,
+    asset, amount, expiry); otherwise nothing is run or signed and the reason is printed."""
+    signed = None
+    if request_file is not None:
+        signed = read_request(read_limited(request_file, MAX_ENVELOPE_BYTES, "request"))
     signer = PrivateKey.load(key)
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
+    clock, random_bytes = _effects(ctx)
     provider = Provider(
         signer,
         price=Price(unit_price=unit_price, base_fee=base_fee, asset=asset),
         settings=RuntimeSettings(graph_optimization=opt_level, intra_op_threads=threads),
+        clock=clock,
+        random_bytes=random_bytes,
     )
-    issued = provider.session(loaded).run(arrays, trace=traced, inject_fault=inject_fault)
+    issued = provider.session(loaded).run(
+        arrays, request=signed, trace=traced, inject_fault=inject_fault
+    )
     paths = issued.write(out)
     click.echo(render.issued_summary(issued, paths, inject_fault))
+    if signed is not None:
+        click.echo(f"request      {signed.id} (max {signed.request.max_amount} {asset})")
+
+
+@cli.command()
+@click.argument("model", type=existing)
+@click.option(
+    "--input", "inputs", type=existing_any, required=True, help=".npz or test-data folder"
+)
+@click.option("--payer-key", type=existing, required=True, help="Payer private key (PEM).")
+@click.option(
+    "--max-amount",
+    type=click.IntRange(0, 2**64 - 1),
+    required=True,
+    help="The most the payer pays, in the asset's smallest unit.",
+)
+@click.option("--asset", required=True, help="The asset the payer pays in.")
+@click.option("--provider", type=existing, help="Only this provider's key (.pub); default any.")
+@click.option(
+    "--allow-model", "also", type=existing, multiple=True, help="Also allowed (repeatable)."
+)
+@click.option("--expires-in", type=click.IntRange(1, 2**32), default=3600, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@json_option
+@click.pass_context
+def request(
+    ctx: click.Context,
+    model: Path,
+    inputs: Path,
+    payer_key: Path,
+    max_amount: int,
+    asset: str,
+    provider: Path | None,
+    also: tuple[Path, ...],
+    expires_in: int,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Sign the payer's request to run MODEL (or an --allow-model) on INPUTS, into OUT.
+
+    A provider answers it with `receipts run ... --request OUT`; the request expires after
+    --expires-in seconds."""
+    payer = PrivateKey.load(payer_key)
+    loaded = load_model(model)
+    arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
+    clock, random_bytes = _effects(ctx)
+    signed = make_request(
+        payer,
+        models=[loaded.digest, *(load_model(m).digest for m in also)],
+        # The digest of the inputs as the provider will see them (canonical arrays).
+        inputs=TensorMapDigest.of(loaded.check_inputs(arrays)).digest,
+        max_amount=max_amount,
+        asset=asset,
+        provider=PublicKey.load(provider).key_id if provider else None,
+        expires_at=clock.now_ms() + expires_in * 1000,
+        random_bytes=random_bytes,
+    )
+    write_atomic(out, signed.to_bytes())
+    _show_request(signed.envelope, signed.request, as_json=as_json, checked=True)
+    click.echo(f"wrote {out}", err=True)
 
 
 @cli.command()
@@ -273,8 +378,12 @@ def _exit_code(report: Report) -> int:
 @click.argument("receipt", type=existing)
 @json_option
 def inspect(receipt: Path, as_json: bool) -> None:
-    """Show the decoded RECEIPT (its signature is not checked; use verify)."""
-    envelope = Envelope.from_bytes(read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"))
+    """Show the decoded RECEIPT or request file (its signature is not checked; use verify)."""
+    envelope = _read_envelope(read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"))
+    if envelope.payload_type == REQUEST_PAYLOAD_TYPE:
+        decoded_request = Request.decode(envelope.payload)
+        _show_request(envelope, decoded_request, as_json=as_json, checked=False)
+        return
     decoded = Receipt.decode(envelope.payload)
     if as_json:
         view = {
@@ -288,10 +397,54 @@ def inspect(receipt: Path, as_json: bool) -> None:
     click.echo(render.receipt_text(decoded, receipt_id(envelope.payload), envelope))
 
 
+def _read_envelope(data: bytes) -> Envelope:
+    """A receipt envelope, or else a request envelope (the receipt's error if neither)."""
+    try:
+        return Envelope.from_bytes(data)
+    except UnsupportedVersionError as e:
+        try:
+            return Envelope.from_bytes(data, payload_type=REQUEST_PAYLOAD_TYPE)
+        except ReceiptsError:
+            raise e from None
+
+
+def _show_request(envelope: Envelope, req: Request, *, as_json: bool, checked: bool) -> None:
+    rid = request_id(envelope.payload)
+    fields: dict[str, Any] = {
+        "payer": req.payer.hex(),
+        "models": [str(m) for m in req.models],
+        "inputs": str(req.inputs),
+        "max_amount": req.max_amount,
+        "asset": req.asset,
+        "provider": None if req.provider is None else req.provider.hex(),  # None: any provider
+        "nonce": req.nonce.hex(),
+        "expires_at": req.expires_at,
+    }
+    if as_json:
+        view = {
+            "request_id": str(rid),
+            "signature_checked": checked,
+            "signer": envelope.signature.key_id.hex(),
+            "request": {"type": "request", "version": 1, **fields},
+        }
+        click.echo(json.dumps(view, indent=2))
+        return
+    note = "" if checked else "   (signature NOT checked; `receipts run --request` checks it)"
+    lines = [f"request      {rid}{note}"]
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            text = "any" if item is None else render.safe(str(item))
+            lines.append(f"{name.replace('_', ' '):<12} {text}")
+    click.echo("\n".join(lines))
+
+
 cli.add_command(traces.spot_check)
 cli.add_command(traces.dispute)
 cli.add_command(traces.dispute_answer)
 cli.add_command(traces.judge)
+cli.add_command(settle.ledger)
+cli.add_command(settle.log_group)
+cli.add_command(settle.batch_group)
 
 
 def main() -> None:

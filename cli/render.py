@@ -11,11 +11,14 @@ from pathlib import Path
 from receipts.digests import Digest, TensorMapDigest
 from receipts.dispute import LocalDispute
 from receipts.envelope import Envelope
+from receipts.events import AnyEvent
+from receipts.jsonview import event_json
 from receipts.model import LoadedModel
 from receipts.provider import Issued
 from receipts.receipt import Receipt
 from receipts.referee import SignedRuling
 from receipts.report import Report, Status
+from receipts.store import Balance, RequestRow
 
 _MARK = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.NOT_RUN: "----"}
 
@@ -191,3 +194,35 @@ def ruling_text(signed: SignedRuling, path: Path) -> str:
         f"RULING: {r.verdict}",
     ]
     return "\n".join(lines)
+
+
+def balances_table(rows: list[Balance], requests: list[RequestRow]) -> str:
+    lines = [f"{'account':<18} {'asset':<10} {'kind':<9} {'amount':>20}"]
+    lines += [
+        f"{b.account.hex()[:16] + '…':<18} {b.asset:<10} {b.kind:<9} {b.amount:>20}" for b in rows
+    ]
+    open_holds = [r for r in requests if r.hold]
+    for r in open_holds:
+        lines.append(f"{'hold ' + r.id.value.hex()[:12] + '…':<18} {r.asset:<10} "
+                     f"{r.state:<9} {r.hold:>20}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def supply(assets: dict[str, int]) -> str:
+    return ", ".join(f"{amount} {asset}" for asset, amount in sorted(assets.items()))
+
+
+def event_line(index: int, event: AnyEvent) -> str:
+    """One log entry on one line: index, time, kind and the fields people look for."""
+    shown = event_json(index, event)
+    keep = [f"{k}={_short(v)}" for k, v in shown.items() if k not in ("index", "kind", "at")]
+    return f"{index:>6}  {_when(event.at)}  {event.kind:<8} {' '.join(keep)}"
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    if text.startswith("sha256:"):
+        return text[:19] + "…"
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12] + "…"
+    return safe(text)

@@ -270,6 +270,14 @@ class MapReader:
             raise MalformedError(f"{self._what}: unknown field(s) {', '.join(unknown)}")
 
 
+def binaries(items: list[object], what: str, size: int | None = None) -> list[bytes]:
+    """An array read with ``MapReader.array`` as a list of bytes (each ``size`` long if given)."""
+    out = [i for i in items if isinstance(i, bytes) and (size is None or len(i) == size)]
+    if len(out) != len(items):
+        raise MalformedError(f"{what}: expected bytes" + (f" of {size}" if size else ""))
+    return out
+
+
 def _kind(value: object) -> str:
     names = {dict: "a map", list: "an array", str: "text", bytes: "bytes", bool: "a boolean"}
     return names.get(type(value), type(value).__name__)

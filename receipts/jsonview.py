@@ -11,11 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from receipts.digests import Entry, SequenceEntry, TensorEntry, TensorMapDigest
+from receipts.digests import (
+    Digest,
+    Entry,
+    SequenceEntry,
+    TensorEntry,
+    TensorMapDigest,
+    digest_of,
+)
+from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
+from receipts.events import AnyEvent
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
-from receipts.referee import Ruling
+from receipts.referee import RULING_PAYLOAD_TYPE, Ruling
 from receipts.report import Report
+from receipts.request import REQUEST_PAYLOAD_TYPE
+
+_PAYLOAD_TYPES = {
+    "receipt": RECEIPT_PAYLOAD_TYPE,
+    "request": REQUEST_PAYLOAD_TYPE,
+    "ruling": RULING_PAYLOAD_TYPE,
+}
 
 
 def tensors_json(tensors: TensorMapDigest) -> dict[str, Any]:
@@ -137,3 +153,19 @@ def _plain(value: object) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
+    """One log entry for people and scripts: signed bytes shown as their digests."""
+    fields: dict[str, Any] = {"index": index, "kind": event.kind, "at": event.at}
+    for name, value in event.fields().items():
+        if name in _PAYLOAD_TYPES and isinstance(value, bytes) and len(value) > 32:
+            fields[name] = str(signed_digest(name, value))
+        else:
+            fields[name] = _plain(value)
+    return fields
+
+
+def signed_digest(kind: str, envelope: bytes) -> Digest:
+    """The id of a signed record from its envelope bytes (the digest of the exact payload)."""
+    return digest_of(kind, Envelope.from_bytes(envelope, payload_type=_PAYLOAD_TYPES[kind]).payload)

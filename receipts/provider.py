@@ -8,6 +8,11 @@ inputs and outputs, meters, and signs.
     provider = Provider(PrivateKey.load("provider.pem"), price=Price(unit_price=1, asset="credit"))
     issued = provider.session(load_model("mlp.onnx")).run({"x": x})
     issued.write(Path("out"))          # out/outputs.npz and out/receipt.rcpt, each atomic
+
+Given the payer's signed request (``run(..., request=signed)``), the session checks it before
+running: a request expired by the provider's clock, or whose terms (models, inputs, provider,
+asset, maximum amount) do not cover the run, raises and nothing is run or signed. Otherwise the
+receipt names the request, and ``receipts.request.check_binding`` holds for it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from receipts.keys import Signer
 from receipts.meter import Meter, MeterPlan, Price
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
+from receipts.request import (
+    SignedRequest,
+    check_amount,
+    check_binding,
+    check_request_open,
+    check_terms,
+)
 from receipts.runtime import OrtRunner, RunnerFactory, RuntimeSettings
 from receipts.tensorfiles import npz_writer
 from receipts.trace import TraceCommitment, TraceLeaf, trace_root, write_trace
@@ -139,19 +151,24 @@ class ModelSession:
         self,
         inputs: Mapping[str, Any],
         *,
-        request: Digest | None = None,
+        request: SignedRequest | None = None,
         trace: bool = False,
         inject_fault: str | None = None,
     ) -> Issued:
         """Validate, run, digest, meter and sign; raises ``InputError`` kin on bad input.
 
+        ``request``: the payer's signed request; a run it does not cover raises
+        ``ExpiredError`` or ``BindingError`` before anything runs or is signed.
         ``trace=True`` records every node's outputs and commits to them in the receipt.
         ``inject_fault`` names a node (or ``#INDEX``) whose outputs the provider corrupts while
         still signing the honest model digest: a drill for auditors' pipelines, never for
         production."""
         p = self.provider
         arrays = self.model.check_inputs(inputs)
-        input_digest = self._start_input_digest(arrays)
+        if request is None:
+            input_digest = self._start_input_digest(arrays)
+        else:
+            input_digest = self._admit(request, TensorMapDigest.of(arrays))
         traced: Trace | None = None
         commitment: TraceCommitment | None = None
         if trace or inject_fault is not None:
@@ -173,7 +190,7 @@ class ModelSession:
         receipt = Receipt(
             provider=p.signer.public_key.key_id,
             nonce=p.random_bytes(NONCE_BYTES),
-            request=request,
+            request=None if request is None else request.id,
             issued_at=p.clock.now_ms(),
             model=self.model.digest,
             inputs=inputs_digest,
@@ -182,8 +199,30 @@ class ModelSession:
             meter=Meter.of(units, p.price),
             trace=commitment,
         )
+        if request is not None:
+            # The terms were checked before the run; this catches an expiry passed while running.
+            check_binding(request, receipt)
         envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
         return Issued(envelope=envelope, receipt=receipt, outputs=outputs, trace=traced)
+
+    def _admit(
+        self, request: SignedRequest, inputs: TensorMapDigest
+    ) -> Callable[[], TensorMapDigest]:
+        """Refuse a run ``request`` does not cover before running it: expiry by the provider's
+        clock, then model, inputs, provider key and asset, then the metered amount (metering
+        reads only the input shapes, so it needs no run)."""
+        p, terms = self.provider, request.request
+        check_request_open(terms, p.clock.now_ms())
+        check_terms(
+            terms,
+            model=self.model.digest,
+            inputs=inputs.digest,
+            provider=p.signer.public_key.key_id,
+            asset=p.price.asset,
+        )
+        units = self.meter_plan.units(inputs.tensor_shapes())
+        check_amount(terms, p.price.amount(units))
+        return lambda: inputs
 
     def _hash_pool(self, workers: int) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -1,0 +1,475 @@
+"""Ledger events: the entries of the settlement log, and how each one changes the ledger.
+
+Settlement layer. Every state change of the ledger is one event; the ledger validates an
+operation, turns it into events, and in one transaction applies each event to the store and
+appends its canonical encoding to the log. The log therefore holds everything the state is made
+of: ``replay`` applies a log's entries to an empty store and gets the same balances and requests
+back (the signed request and receipt bytes travel inside their events, so replay re-checks them).
+
+    entry = Deposit(at=now, account=key.key_id, asset="credit", amount=100).encode()
+    event = decode_event(entry)                 # strict: MalformedError and kin
+
+Amounts move only between balances and holds, so for every asset the sum of all balances plus
+all holds equals the sum of deposits and bonds (the asset's supply); ``apply`` never creates or
+drops a unit. Kinds: ``open`` (the ledger's parameters, entry 0), ``deposit``, ``bond``, ``hold``,
+``claim``, ``release``, ``refund``, ``dispute``, ``slash`` and ``batch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from receipts import codec
+from receipts.codec import MapReader
+from receipts.digests import Digest
+from receipts.envelope import Envelope
+from receipts.errors import MalformedError, UnsupportedVersionError
+from receipts.receipt import Receipt, receipt_id
+from receipts.request import SignedRequest, read_request
+
+if TYPE_CHECKING:
+    from receipts.store import Store
+
+EVENT_TYPE = "ledger-event"
+EVENT_VERSION = 1
+MAX_ENTRY_BYTES = 1 << 20
+MAX_AMOUNT = 2**63 - 1  # SQLite integers are signed 64-bit; the ledger refuses larger amounts
+KINDS = (
+    "open",
+    "deposit",
+    "bond",
+    "hold",
+    "claim",
+    "release",
+    "refund",
+    "dispute",
+    "slash",
+    "batch",
+)
+BALANCE_KINDS = ("deposit", "earnings", "bond")
+
+
+class Event(Protocol):
+    at: int
+
+    @property
+    def kind(self) -> str: ...
+
+    def fields(self) -> dict[str, object]: ...
+
+    def apply(self, store: Store) -> None: ...
+
+    def encode(self) -> bytes: ...
+
+
+def _amount(value: int, what: str) -> None:
+    if not 0 <= value <= MAX_AMOUNT:
+        raise MalformedError(f"{what} must be an integer in [0, 2^63-1], got {value}")
+
+
+class _Base:
+    """Shared encoding: ``{"type", "version", "kind", "at", ...fields}``."""
+
+    __slots__ = ()
+    kind: str
+    at: int
+
+    def fields(self) -> dict[str, object]:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        wire: dict[str, object] = {
+            "type": EVENT_TYPE,
+            "version": EVENT_VERSION,
+            "kind": self.kind,
+            "at": self.at,
+        }
+        wire.update(self.fields())
+        return codec.encode(wire)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Open(_Base):
+    """Entry 0: the ledger's identity and rules, so the log describes itself."""
+
+    at: int
+    origin: str
+    assets: tuple[str, ...]
+    window_ms: int
+    slash_amount: int
+    rungs: tuple[str, ...]
+    referees: tuple[bytes, ...]  # encoded public keys, see receipts.ledger.encode_key
+    kind = "open"
+
+    def __post_init__(self) -> None:
+        if not self.assets or len(set(self.assets)) != len(self.assets):
+            raise MalformedError("a ledger holds one or more distinct assets")
+        _amount(self.window_ms, "challenge window")
+        _amount(self.slash_amount, "slash amount")
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "origin": self.origin,
+            "assets": list(self.assets),
+            "window_ms": self.window_ms,
+            "slash_amount": self.slash_amount,
+            "rungs": list(self.rungs),
+            "referees": list(self.referees),
+        }
+
+    def apply(self, store: Store) -> None:
+        store.open(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit(_Base):
+    """Money entering the ledger: a payer's deposit (or, as ``Bond``, a provider's bond)."""
+
+    at: int
+    account: bytes
+    asset: str
+    amount: int
+    kind = "deposit"
+
+    def __post_init__(self) -> None:
+        if len(self.account) != 32:
+            raise MalformedError("an account is a 32-byte key id")
+        _amount(self.amount, "amount")
+        if self.amount == 0:
+            raise MalformedError("a deposit moves a positive amount")
+
+    def fields(self) -> dict[str, object]:
+        return {"account": self.account, "asset": self.asset, "amount": self.amount}
+
+    def apply(self, store: Store) -> None:
+        store.add_supply(self.asset, self.amount)
+        store.add_balance(self.account, self.asset, self.kind, self.amount)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bond(Deposit):
+    kind = "bond"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold(_Base):
+    """The payer's request is authorized: its maximum moves from the payer's deposit to escrow."""
+
+    at: int
+    request: SignedRequest
+    kind = "hold"
+
+    def fields(self) -> dict[str, object]:
+        return {"request": self.request.to_bytes()}
+
+    def apply(self, store: Store) -> None:
+        r = self.request.request
+        store.add_balance(r.payer, r.asset, "deposit", -r.max_amount)
+        store.insert_request(self.request)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim(_Base):
+    """The provider's receipt for a held request is accepted; the challenge window opens."""
+
+    at: int
+    request: Digest
+    receipt: bytes  # the receipt envelope, exactly as claimed
+    window_ends: int
+    kind = "claim"
+
+    def __post_init__(self) -> None:
+        _amount(self.window_ends, "window end")
+
+    @property
+    def parsed(self) -> Receipt:
+        return Receipt.decode(Envelope.from_bytes(self.receipt).payload)
+
+    @property
+    def receipt_id(self) -> Digest:
+        return receipt_id(Envelope.from_bytes(self.receipt).payload)
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "request": self.request.value,
+            "receipt": self.receipt,
+            "window_ends": self.window_ends,
+        }
+
+    def apply(self, store: Store) -> None:
+        envelope = Envelope.from_bytes(self.receipt)
+        receipt = Receipt.decode(envelope.payload)
+        store.claim_request(
+            self.request,
+            receipt=receipt_id(envelope.payload),
+            provider=receipt.provider,
+            amount=receipt.meter.amount,
+            window_ends=self.window_ends,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release(_Base):
+    """The claim stands: the amount goes to the provider, the rest of the hold to the payer."""
+
+    at: int
+    request: Digest
+    provider: bytes
+    payer: bytes
+    asset: str
+    amount: int
+    remainder: int
+    kind = "release"
+
+    def __post_init__(self) -> None:
+        _amount(self.amount, "amount")
+        _amount(self.remainder, "remainder")
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "request": self.request.value,
+            "provider": self.provider,
+            "payer": self.payer,
+            "asset": self.asset,
+            "amount": self.amount,
+            "remainder": self.remainder,
+        }
+
+    def apply(self, store: Store) -> None:
+        store.close_request(self.request, "released", hold=self.amount + self.remainder)
+        store.add_balance(self.provider, self.asset, "earnings", self.amount)
+        store.add_balance(self.payer, self.asset, "deposit", self.remainder)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refund(_Base):
+    """The whole hold goes back to the payer (expired unclaimed, or the provider was at fault)."""
+
+    at: int
+    request: Digest
+    payer: bytes
+    asset: str
+    amount: int
+    reason: str  # "expired" or "provider-fault"
+    kind = "refund"
+
+    def __post_init__(self) -> None:
+        _amount(self.amount, "amount")
+        if self.reason not in ("expired", "provider-fault"):
+            raise MalformedError(f"unknown refund reason {self.reason!r}")
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "request": self.request.value,
+            "payer": self.payer,
+            "asset": self.asset,
+            "amount": self.amount,
+            "reason": self.reason,
+        }
+
+    def apply(self, store: Store) -> None:
+        store.close_request(self.request, "refunded", hold=self.amount)
+        store.add_balance(self.payer, self.asset, "deposit", self.amount)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispute(_Base):
+    """A claim is challenged inside its window; with a ruling, the ruling's bytes and verdict."""
+
+    at: int
+    request: Digest
+    ruling: bytes | None
+    verdict: str | None
+    kind = "dispute"
+
+    def fields(self) -> dict[str, object]:
+        wire: dict[str, object] = {"request": self.request.value}
+        if self.ruling is not None and self.verdict is not None:
+            wire["ruling"] = self.ruling
+            wire["verdict"] = self.verdict
+        return wire
+
+    def apply(self, store: Store) -> None:
+        store.dispute_request(self.request, self.verdict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Slash(_Base):
+    """Part of a faulty provider's bond goes to the payer it wronged."""
+
+    at: int
+    request: Digest
+    provider: bytes
+    payer: bytes
+    asset: str
+    amount: int
+    kind = "slash"
+
+    def __post_init__(self) -> None:
+        _amount(self.amount, "amount")
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "request": self.request.value,
+            "provider": self.provider,
+            "payer": self.payer,
+            "asset": self.asset,
+            "amount": self.amount,
+        }
+
+    def apply(self, store: Store) -> None:
+        store.add_balance(self.provider, self.asset, "bond", -self.amount)
+        store.add_balance(self.payer, self.asset, "deposit", self.amount)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchMade(_Base):
+    """A settlement batch over entries [first, end) was made; its digest is what auditors sign."""
+
+    at: int
+    first: int
+    end: int
+    digest: Digest
+    kind = "batch"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first < self.end <= MAX_AMOUNT:
+            raise MalformedError("a batch spans entries first < end")
+
+    def fields(self) -> dict[str, object]:
+        return {"first": self.first, "end": self.end, "digest": self.digest.value}
+
+    def apply(self, store: Store) -> None:
+        store.add_batch(self.first, self.end, self.digest.value)
+
+
+AnyEvent = Open | Deposit | Bond | Hold | Claim | Release | Refund | Dispute | Slash | BatchMade
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    """One log entry back into its event; strict (unknown kinds, fields and versions raise)."""
+    r = MapReader(codec.decode(data, limits=codec.Limits(max_bytes=MAX_ENTRY_BYTES)), "entry")
+    kind, version = r.text("type", 64), r.integer("version")
+    if kind != EVENT_TYPE or version != EVENT_VERSION:
+        raise UnsupportedVersionError(f"not a ledger event v1 (type {kind!r}, version {version})")
+    event = _READERS.get(r.text("kind", 16))
+    if event is None:
+        raise UnsupportedVersionError("unknown ledger event kind")
+    result = event(r, r.integer("at", 0, MAX_AMOUNT))
+    r.close()
+    return result
+
+
+def _open(r: MapReader, at: int) -> AnyEvent:
+    return Open(
+        at=at,
+        origin=r.text("origin", 256),
+        assets=tuple(_texts(r.array("assets", 64), "asset")),
+        window_ms=r.integer("window_ms", 0, MAX_AMOUNT),
+        slash_amount=r.integer("slash_amount", 0, MAX_AMOUNT),
+        rungs=tuple(_texts(r.array("rungs", 16), "rung")),
+        referees=tuple(codec.binaries(r.array("referees", 64), "entry.referees")),
+    )
+
+
+def _deposit(r: MapReader, at: int) -> AnyEvent:
+    return _money(Deposit, r, at)
+
+
+def _bond(r: MapReader, at: int) -> AnyEvent:
+    return _money(Bond, r, at)
+
+
+def _money(kind: type[Deposit], r: MapReader, at: int) -> Deposit:
+    return kind(
+        at=at,
+        account=r.binary("account", 32),
+        asset=r.text("asset", 64),
+        amount=r.integer("amount", 0, MAX_AMOUNT),
+    )
+
+
+def _hold(r: MapReader, at: int) -> AnyEvent:
+    return Hold(at=at, request=read_request(r.binary("request")))
+
+
+def _claim(r: MapReader, at: int) -> AnyEvent:
+    return Claim(
+        at=at,
+        request=Digest(r.binary("request", 32)),
+        receipt=r.binary("receipt"),
+        window_ends=r.integer("window_ends", 0, MAX_AMOUNT),
+    )
+
+
+def _release(r: MapReader, at: int) -> AnyEvent:
+    return Release(
+        at=at,
+        request=Digest(r.binary("request", 32)),
+        provider=r.binary("provider", 32),
+        payer=r.binary("payer", 32),
+        asset=r.text("asset", 64),
+        amount=r.integer("amount", 0, MAX_AMOUNT),
+        remainder=r.integer("remainder", 0, MAX_AMOUNT),
+    )
+
+
+def _refund(r: MapReader, at: int) -> AnyEvent:
+    return Refund(
+        at=at,
+        request=Digest(r.binary("request", 32)),
+        payer=r.binary("payer", 32),
+        asset=r.text("asset", 64),
+        amount=r.integer("amount", 0, MAX_AMOUNT),
+        reason=r.text("reason", 32),
+    )
+
+
+def _dispute(r: MapReader, at: int) -> AnyEvent:
+    request = Digest(r.binary("request", 32))
+    if r.has("ruling"):
+        return Dispute(
+            at=at, request=request, ruling=r.binary("ruling"), verdict=r.text("verdict", 32)
+        )
+    return Dispute(at=at, request=request, ruling=None, verdict=None)
+
+
+def _slash(r: MapReader, at: int) -> AnyEvent:
+    return Slash(
+        at=at,
+        request=Digest(r.binary("request", 32)),
+        provider=r.binary("provider", 32),
+        payer=r.binary("payer", 32),
+        asset=r.text("asset", 64),
+        amount=r.integer("amount", 0, MAX_AMOUNT),
+    )
+
+
+def _texts(items: list[object], what: str) -> list[str]:
+    if not all(isinstance(i, str) for i in items):
+        raise MalformedError(f"entry: every {what} must be text")
+    return [str(i) for i in items]
+
+
+def _batch(r: MapReader, at: int) -> AnyEvent:
+    return BatchMade(
+        at=at,
+        first=r.integer("first", 0, MAX_AMOUNT),
+        end=r.integer("end", 0, MAX_AMOUNT),
+        digest=Digest(r.binary("digest", 32)),
+    )
+
+
+_READERS = {
+    "batch": _batch,
+    "open": _open,
+    "deposit": _deposit,
+    "bond": _bond,
+    "hold": _hold,
+    "claim": _claim,
+    "release": _release,
+    "refund": _refund,
+    "dispute": _dispute,
+    "slash": _slash,
+}

@@ -1,0 +1,438 @@
+"""The settlement ledger: escrow for requests, claims judged by the verifier, releases, refunds.
+
+Settlement layer, on top of the verifier (``receipts.verifier``), the store (``receipts.store``)
+and the log (``receipts.tlog``). A request's life:
+
+    held -> claimed (challenge window open) -> released
+      |        '-> disputed -> released (challenge rejected) | refunded + bond slashed
+      '-> refunded (expired unclaimed)
+
+Each operation checks its input first (signatures, verifier rungs: no lock held), then, inside
+one write transaction, re-reads the state it depends on, turns the change into events
+(``receipts.events``), applies them and appends them to the log. A refused operation raises a
+``SettlementError`` kin (or the verifier's typed error) and changes nothing.
+
+Claim procedure, numbered once (the same names appear in errors and docs/settlement.md):
+  (c1) rungs    the verifier passes the rungs the ledger requires, including the meter
+  (c2) request  the receipt names a request this ledger holds
+  (c3) state    the request is held (a second receipt, or the same one again, is refused)
+  (c4) expiry   the claim arrives before the request expires
+  (c5) binding  model, inputs, provider, asset and amount are what the payer authorized
+
+    ledger = Ledger.create(Path("ledger.db"), LedgerRules(origin="example.com/ledger"))
+    ledger.deposit(payer.key_id, "credit", 1000); ledger.hold(request_bytes)
+    ledger.claim(receipt_bytes, model=model); ledger.settle()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from receipts import codec
+from receipts.batch import batch_digest, make_batch
+from receipts.codec import MapReader
+from receipts.digests import Digest, Value
+from receipts.effects import Clock, SystemClock
+from receipts.envelope import Envelope
+from receipts.errors import (
+    BindingError,
+    ExpiredError,
+    InputError,
+    LimitError,
+    MalformedError,
+    PolicyError,
+    ReplayError,
+    StateError,
+    UnknownAssetError,
+)
+from receipts.events import (
+    MAX_AMOUNT,
+    AnyEvent,
+    BatchMade,
+    Bond,
+    Claim,
+    Deposit,
+    Dispute,
+    Hold,
+    Open,
+    Refund,
+    Release,
+    Slash,
+    decode_event,
+)
+from receipts.keys import PublicKey
+from receipts.model import LoadedModel
+from receipts.receipt import receipt_id
+from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, read_ruling
+from receipts.report import RUNGS, Policy, Report, Status
+from receipts.request import SignedRequest, check_binding, read_request
+from receipts.runtime import OrtRunner, RunnerFactory
+from receipts.store import RequestRow, SqliteStore, Store
+from receipts.tlog import Log
+from receipts.verifier import Verifier
+
+DAY_MS = 24 * 3600 * 1000
+SETTLE_CHUNK = 256  # changes per settle transaction: one durable commit covers a chunk
+TensorMap = Mapping[str, Value]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerRules:
+    """What a ledger accepts; fixed when it is created and recorded as the log's entry 0."""
+
+    origin: str
+    assets: tuple[str, ...] = ("credit",)
+    window_ms: int = DAY_MS
+    slash_amount: int = 0
+    rungs: tuple[str, ...] = ("signature", "digests")
+    referees: tuple[PublicKey, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.origin or len(self.origin) > 256 or not self.origin.isprintable():
+            raise MalformedError("a log origin is 1..256 printable characters")
+        if " " in self.origin or "+" in self.origin:
+            raise MalformedError("a log origin holds no spaces or '+' (it names the log key)")
+        if not {"signature", "digests"} <= set(self.rungs) or not set(self.rungs) <= set(RUNGS):
+            raise MalformedError(
+                f"ledger rungs must include signature and digests, from {', '.join(RUNGS)}"
+            )
+        for asset in self.assets:
+            if not asset or len(asset) > 64 or not asset.isprintable():
+                raise MalformedError("asset must be 1..64 printable characters")
+
+    def to_event(self, at: int) -> Open:
+        return Open(
+            at=at,
+            origin=self.origin,
+            assets=self.assets,
+            window_ms=self.window_ms,
+            slash_amount=self.slash_amount,
+            rungs=self.rungs,
+            referees=tuple(encode_key(k) for k in self.referees),
+        )
+
+    @classmethod
+    def from_event(cls, event: Open) -> LedgerRules:
+        return cls(
+            origin=event.origin,
+            assets=event.assets,
+            window_ms=event.window_ms,
+            slash_amount=event.slash_amount,
+            rungs=event.rungs,
+            referees=tuple(decode_key(k) for k in event.referees),
+        )
+
+
+def encode_key(key: PublicKey) -> bytes:
+    return codec.encode({"scheme": key.scheme, "public_key": key.raw})
+
+
+def decode_key(data: bytes) -> PublicKey:
+    r = MapReader(codec.decode(data), "key")
+    key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
+    r.close()
+    return key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    request: Digest
+    receipt: Digest
+    amount: int
+    window_ends: int
+    report: Report
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disputed:
+    request: Digest
+    outcome: str  # "open", "released" or "refunded"
+    slashed: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settled:
+    released: list[Digest] = field(default_factory=list)
+    refunded: list[Digest] = field(default_factory=list)
+
+
+class Ledger:
+    """One ledger file: the operations of the settlement flow, each atomic and logged."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        runner_factory: RunnerFactory = OrtRunner,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        opened = store.meta("open")
+        if opened is None:
+            raise StateError("the ledger was never opened")
+        event = decode_event(opened)
+        assert isinstance(event, Open)
+        self.rules = LedgerRules.from_event(event)
+        self.log = Log(store, self.rules.origin)
+        policy = Policy(required=self.rules.rungs, max_age_ms=None)
+        self.verifier = Verifier(policy, clock=self.clock, runner_factory=runner_factory)
+
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        rules: LedgerRules,
+        *,
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+    ) -> Ledger:
+        opening = rules.to_event((clock or SystemClock()).now_ms())
+
+        def setup(store: SqliteStore) -> None:
+            _record(store, [opening])
+
+        store = SqliteStore.create(path, synchronous=synchronous, setup=setup)
+        return cls(store, clock=clock)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+        runner_factory: RunnerFactory = OrtRunner,
+    ) -> Ledger:
+        store = SqliteStore.open_file(path, synchronous=synchronous)
+        return cls(store, clock=clock, runner_factory=runner_factory)
+
+    # -- money in ---------------------------------------------------------------------------
+
+    def deposit(self, account: bytes, asset: str, amount: int) -> int:
+        """Credit a payer's deposit; returns the log index of the entry."""
+        return self._money(Deposit, account, asset, amount)
+
+    def bond(self, account: bytes, asset: str, amount: int) -> int:
+        """Lock a provider's bond, slashable on a proven fault; returns the log index."""
+        return self._money(Bond, account, asset, amount)
+
+    def _money(self, kind: type[Deposit], account: bytes, asset: str, amount: int) -> int:
+        self._check_asset(asset)
+        if not 0 < amount <= MAX_AMOUNT:
+            raise LimitError(f"amount must be in [1, 2^63-1], got {amount}")
+        event = kind(at=self.clock.now_ms(), account=account, asset=asset, amount=amount)
+        with self.store.transaction():
+            return _record(self.store, [event])
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def hold(self, data: bytes) -> SignedRequest:
+        """Authorize a signed request and move its maximum from the payer's deposit to escrow."""
+        signed = read_request(data)  # signature checked before any lock is taken
+        r = signed.request
+        self._check_asset(r.asset)
+        if r.max_amount > MAX_AMOUNT:
+            raise LimitError("the ledger holds amounts up to 2^63-1")
+        with self.store.transaction():
+            now = self.clock.now_ms()
+            if now >= r.expires_at:
+                raise ExpiredError(f"request {signed.id} expired at {r.expires_at} (now {now})")
+            if self.store.request(signed.id) is not None:
+                raise ReplayError(f"request {signed.id} is already held")
+            if self.store.nonce_used(r.payer, r.nonce):
+                raise ReplayError(f"the payer already used nonce {r.nonce.hex()}")
+            _record(self.store, [Hold(at=now, request=signed)])
+        return signed
+
+    def claim(
+        self,
+        data: bytes,
+        *,
+        model: LoadedModel | None = None,
+        inputs: TensorMap | None = None,
+        outputs: TensorMap | None = None,
+    ) -> Claimed:
+        """Accept a provider's receipt for a held request (steps c1-c5); opens the window."""
+        report = self.verifier.check(data, model=model, inputs=inputs, outputs=outputs)
+        _require_rungs(report)  # (c1) rungs
+        receipt = report.receipt
+        assert receipt is not None and report.receipt_id is not None
+        rid = report.receipt_id
+        if receipt.request is None:  # (c2) request
+            raise BindingError("the receipt is bound to no request")
+        with self.store.transaction():
+            row = self.store.request(receipt.request)
+            if row is None:
+                raise BindingError(f"the receipt names request {receipt.request}, unknown here")
+            if row.state != "held":  # (c3) state
+                if row.receipt == rid:
+                    raise ReplayError(f"receipt {rid} was already claimed")
+                raise StateError(f"request {row.id} is {row.state}, not held")
+            now = self.clock.now_ms()
+            if now >= row.expires_at:  # (c4) expiry
+                raise ExpiredError(f"request {row.id} expired at {row.expires_at} (now {now})")
+            check_binding(self._signed(row), receipt)  # (c5) binding
+            ends = now + self.rules.window_ms
+            _record(self.store, [Claim(at=now, request=row.id, receipt=data, window_ends=ends)])
+        return Claimed(
+            request=row.id,
+            receipt=rid,
+            amount=receipt.meter.amount,
+            window_ends=ends,
+            report=report,
+        )
+
+    def _signed(self, row: RequestRow) -> SignedRequest:
+        """The request as the payer signed it (kept beside its row when it was held)."""
+        return read_request(self.store.signed_request(row.id))
+
+    # -- disputes ---------------------------------------------------------------------------
+
+    def dispute(self, data: bytes, ruling: bytes | None = None) -> Disputed:
+        """Open a dispute on a claimed receipt inside its window, or resolve it with a ruling
+        signed by one of the ledger's referees."""
+        rid = receipt_id(Envelope.from_bytes(data).payload)
+        verdict = None
+        if ruling is not None:
+            if not self.rules.referees:
+                raise PolicyError("this ledger trusts no referee, so it cannot take a ruling")
+            judged = read_ruling(ruling, trusted=self.rules.referees).ruling
+            if judged.receipt != rid:
+                raise BindingError(f"the ruling is about receipt {judged.receipt}, not {rid}")
+            verdict = judged.verdict
+        with self.store.transaction():
+            row = self.store.request_by_receipt(rid)
+            if row is None:
+                raise StateError(f"receipt {rid} has no claim in this ledger")
+            now = self.clock.now_ms()
+            self._check_disputable(row, now, with_ruling=ruling is not None)
+            events = self._dispute_events(row, now, ruling, verdict)
+            _record(self.store, events)
+        slashed = sum(e.amount for e in events if isinstance(e, Slash))
+        outcome = {None: "open", PROVIDER_FAULT: "refunded", CHALLENGE_REJECTED: "released"}
+        return Disputed(request=row.id, outcome=outcome[verdict], slashed=slashed)
+
+    def _check_disputable(self, row: RequestRow, now: int, *, with_ruling: bool) -> None:
+        if row.state == "disputed":
+            if not with_ruling:
+                raise StateError(f"request {row.id} is already disputed; it awaits a ruling")
+            return
+        if row.state != "claimed":
+            raise StateError(f"request {row.id} is {row.state}; only a claim can be disputed")
+        assert row.window_ends is not None
+        if now >= row.window_ends:
+            raise ExpiredError(f"the challenge window of request {row.id} closed at "
+                               f"{row.window_ends} (now {now})")  # fmt: skip
+
+    def _dispute_events(
+        self, row: RequestRow, now: int, ruling: bytes | None, verdict: str | None
+    ) -> list[AnyEvent]:
+        assert row.claimed_by is not None and row.amount is not None
+        events: list[AnyEvent] = [Dispute(at=now, request=row.id, ruling=ruling, verdict=verdict)]
+        if verdict == CHALLENGE_REJECTED:
+            events.append(_release(row, now))
+        elif verdict == PROVIDER_FAULT:
+            events.append(
+                Refund(at=now, request=row.id, payer=row.payer, asset=row.asset,
+                       amount=row.hold, reason="provider-fault")
+            )  # fmt: skip
+            bond = self.store.balance(row.claimed_by, row.asset, "bond")
+            slash = min(bond, self.rules.slash_amount)
+            if slash:
+                events.append(
+                    Slash(at=now, request=row.id, provider=row.claimed_by, payer=row.payer,
+                          asset=row.asset, amount=slash)
+                )  # fmt: skip
+        return events
+
+    # -- settlement -------------------------------------------------------------------------
+
+    def settle(self, now: int | None = None, *, chunk: int = SETTLE_CHUNK) -> Settled:
+        """Release every claim whose window has closed and refund every held request that
+        expired unclaimed, ``chunk`` changes per transaction. Safe to run from several
+        processes at once: each chunk is chosen after taking the write lock."""
+        settled = Settled()
+        while True:
+            with self.store.transaction():
+                at = self.clock.now_ms() if now is None else now
+                due = self.store.due(at, chunk)
+                expired = self.store.expired(at, chunk - len(due)) if len(due) < chunk else []
+                events: list[AnyEvent] = [_release(row, at) for row in due]
+                events += [
+                    Refund(at=at, request=row.id, payer=row.payer, asset=row.asset,
+                           amount=row.hold, reason="expired")
+                    for row in expired
+                ]  # fmt: skip
+                _record(self.store, events)
+            settled.released.extend(row.id for row in due)
+            settled.refunded.extend(row.id for row in expired)
+            if len(events) < chunk:
+                return settled
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def make_batch(self) -> bytes:
+        """The batch from the end of the last batch to the newest checkpoint, recorded in the
+        log (entry kind ``batch``); returns the batch file's bytes."""
+        with self.store.transaction():
+            stored = dict(self.store.checkpoints())
+            if not stored:
+                raise InputError("the log has no checkpoint yet (run `receipts log checkpoint`)")
+            made = self.store.batches()
+            old = stored[made[-1][1]] if made else None
+            batch = make_batch(self.store, self.rules.origin, old=old, new=stored[max(stored)])
+            data = batch.encode()
+            event = BatchMade(
+                at=self.clock.now_ms(), first=batch.first, end=batch.end, digest=batch_digest(data)
+            )
+            _record(self.store, [event])
+        return data
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def history(self, lo: int = 0, hi: int | None = None) -> list[tuple[int, AnyEvent]]:
+        end = self.store.size() if hi is None else hi
+        return [(lo + i, decode_event(e)) for i, e in enumerate(self.store.entries(lo, end))]
+
+    def _check_asset(self, asset: str) -> None:
+        if asset not in self.rules.assets:
+            raise UnknownAssetError(
+                f"the ledger does not hold {asset!r} (it holds {', '.join(self.rules.assets)})"
+            )
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _release(row: RequestRow, at: int) -> Release:
+    assert row.claimed_by is not None and row.amount is not None
+    return Release(
+        at=at,
+        request=row.id,
+        provider=row.claimed_by,
+        payer=row.payer,
+        asset=row.asset,
+        amount=row.amount,
+        remainder=row.hold - row.amount,
+    )
+
+
+def _record(store: Store, events: Sequence[AnyEvent]) -> int:
+    """Apply and log ``events`` inside the caller's transaction; the last entry's index."""
+    index = -1
+    for event in events:
+        event.apply(store)
+        index = store.append(event.encode())
+    return index
+
+
+def _require_rungs(report: Report) -> None:
+    """(c1): every required rung passed, and the meter was recomputed (it needs the model)."""
+    if not report:
+        raise report.first_error()
+    meter = [s for s in report.rung("digests").steps if s.step == "9 meter"]
+    if not meter or meter[0].status is not Status.PASSED:
+        raise PolicyError("the ledger recomputes the meter before paying: supply the model")
