@@ -4,6 +4,8 @@ A provider makes a key, digests a model, runs it and issues a receipt; a verifie
 receipt on every rung and releases; then a flipped output bit and an unexpected provider key are
 refused. Last, a fault drill: a provider that corrupts one node of a traced run is caught by the
 spot check, disputed down to that node by bisection, and ruled ``provider-fault`` by a referee.
+Then settlement (``cli.demo_settle``): requests held in escrow, claims, a refund with a slashed
+bond after a ruling, releases, a signed checkpoint with proofs, and a co-signed batch.
 Each step is the ``receipts`` command a user would type, run as a separate process.
 
     python -m cli.demo [--workdir DIR]
@@ -19,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from cli.demo_settle import settlement
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "fixtures" / "models" / "convnet.onnx"
@@ -100,9 +104,12 @@ def demo(work: Path) -> None:
     )
     step("8. the receipt, decoded", "inspect", receipt)
     drill(work, key)
+    settlement(work, key, work / "referee.pem", step)
     print(
         "\ndemo: every step behaved as expected (release once, refuse twice; the faulted "
-        "provider caught by the spot check, disputed, and ruled provider-fault)."
+        "provider caught by the spot check, disputed, and ruled provider-fault; four requests "
+        "settled: three released, the drill refunded with its bond slashed; the log proved and "
+        "the batch co-signed)."
     )
 
 
