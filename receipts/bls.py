@@ -111,6 +111,8 @@ class BlsMember:
     pop: bytes
 
     def __post_init__(self) -> None:
+        if not isinstance(self.public_key, BlsPublicKey):
+            raise MalformedError("a member's public key must be a BlsPublicKey")
         if not isinstance(self.pop, bytes) or len(self.pop) != SIGNATURE_SIZE:
             raise MalformedError(f"BLS proof of possession must be {SIGNATURE_SIZE} bytes")
 
@@ -256,7 +258,7 @@ class Committee:
         if not members:
             raise MalformedError("a committee needs at least one member")
         if len(members) > MAX_MEMBERS:
-            raise MalformedError(f"a committee has at most {MAX_MEMBERS} members")
+            raise LimitError(f"a committee has at most {MAX_MEMBERS} members")
         index: dict[bytes, int] = {}
         for i, member in enumerate(members):
             if member.public_key.raw in index:
