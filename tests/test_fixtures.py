@@ -15,12 +15,18 @@ import receipts.errors as errors
 from cli.main import cli
 from fixtures.models import BUILDERS
 from receipts import Policy, Verifier, load_model, load_tensors
+from receipts.batch import verify_batch
+from receipts.bls import Committee
+from receipts.checkpoint import verify_consistency_proof, verify_inclusion_proof
 from receipts.codec import encode
 from receipts.digests import TensorMapDigest, tensor_digest
 from receipts.envelope import pae
+from receipts.events import decode_event
 from receipts.evidence import Evidence
+from receipts.reconcile import audit, replay
 from receipts.referee import Referee, read_ruling
 from receipts.runtime import RuntimeSettings, local_profile
+from receipts.tlog import Log
 from receipts.trace import TraceReader
 from tests.conftest import (
     FIXTURES,
@@ -33,7 +39,7 @@ from tests.conftest import (
 )
 
 CASES = json.loads((FIXTURES / "invalid" / "cases.json").read_text())
-MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json", "disputes")
+MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json", "disputes", "settlement")
 
 
 def _same_identity() -> bool:
@@ -41,7 +47,7 @@ def _same_identity() -> bool:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    skip = {"__pycache__", "generate.py", "models.py", "__init__.py"}
+    skip = {"__pycache__", "generate.py", "models.py", "settlement.py", "__init__.py"}
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
@@ -182,3 +188,33 @@ def test_committed_trace_matches_its_vectors() -> None:
         assert str(trace.root) == v["root"]
         assert trace.leaves[0].data.hex() == v["leaf_0"]
         assert trace.leaves[0].hash.hex() == v["leaf_0_hash"]
+
+
+def test_settlement_fixtures_verify_with_the_log_key_alone() -> None:
+    folder, log_key = FIXTURES / "settlement", fixture_public("log_ed25519")
+    found = verify_inclusion_proof((folder / "entry3.tlog-proof").read_bytes(), log_key)
+    assert decode_event(found.entry).kind == "hold"
+    old, new = verify_consistency_proof(
+        (folder / "consistency.txt").read_bytes(),
+        (folder / "checkpoint-old.txt").read_bytes(),
+        log_key,
+    )
+    assert (old.size, new.size) == (11, 13)
+    batch, signed = verify_batch(
+        (folder / "batch.cosigned").read_bytes(),
+        log_key,
+        Committee.load(folder / "committee.json"),
+        threshold=2,
+    )
+    assert (batch.first, batch.end, len(signed.signers)) == (0, 13, 2)
+
+
+def test_settlement_fixture_log_rebuilds_a_conserved_ledger() -> None:
+    log = json.loads((FIXTURES / "settlement" / "log.json").read_text())
+    store = replay(bytes.fromhex(item["entry"]) for item in log)
+    checked = audit(store)
+    assert checked.requests == {"released": 1, "refunded": 2}
+    settled = vectors()["settlement"]
+    assert Log(store, settled["origin"]).root().hex() == settled["root"]
+    slashed = [decode_event(bytes.fromhex(i["entry"])) for i in log if i["kind"] == "slash"]
+    assert [e.amount for e in slashed] == [500]  # type: ignore[union-attr]
