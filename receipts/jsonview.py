@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from receipts import codec
+from receipts.codec import MapReader
 from receipts.digests import (
     Digest,
     Entry,
@@ -21,6 +23,7 @@ from receipts.digests import (
 )
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.events import AnyEvent
+from receipts.keys import PublicKey
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
 from receipts.referee import RULING_PAYLOAD_TYPE, Ruling
@@ -159,11 +162,21 @@ def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
     """One log entry for people and scripts: signed bytes shown as their digests."""
     fields: dict[str, Any] = {"index": index, "kind": event.kind, "at": event.at}
     for name, value in event.fields().items():
-        if name in _PAYLOAD_TYPES and isinstance(value, bytes) and len(value) > 32:
+        if name == "referees" and isinstance(value, list):
+            fields[name] = [_referee_id(v) for v in value]
+        elif name in _PAYLOAD_TYPES and isinstance(value, bytes) and len(value) > 32:
             fields[name] = str(signed_digest(name, value))
         else:
             fields[name] = _plain(value)
     return fields
+
+
+def _referee_id(encoded: object) -> str:
+    """A referee key recorded in the ``open`` entry, shown by its key id."""
+    r = MapReader(codec.decode(encoded if isinstance(encoded, bytes) else b""), "referee")
+    key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
+    r.close()
+    return key.key_id.hex()
 
 
 def signed_digest(kind: str, envelope: bytes) -> Digest:
