@@ -24,8 +24,9 @@ from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import Digest
 from receipts.envelope import Envelope
-from receipts.errors import MalformedError, UnsupportedVersionError
+from receipts.errors import MalformedError, SignatureError, UnsupportedVersionError
 from receipts.receipt import Receipt, receipt_id
+from receipts.referee import read_ruling
 from receipts.request import SignedRequest, read_request
 
 if TYPE_CHECKING:
@@ -200,6 +201,9 @@ class Claim(_Base):
     def apply(self, store: Store) -> None:
         envelope = Envelope.from_bytes(self.receipt)
         receipt = Receipt.decode(envelope.payload)
+        # Replay re-checks what it can without the model: the provider's signature.
+        if envelope.verify_signature(None).key_id != receipt.provider:
+            raise SignatureError("the claimed receipt names a provider other than its signer")
         store.claim_request(
             self.request,
             receipt=receipt_id(envelope.payload),
@@ -291,6 +295,11 @@ class Dispute(_Base):
         return wire
 
     def apply(self, store: Store) -> None:
+        if self.ruling is not None:  # replay re-checks the referee's signature and verdict
+            judged = read_ruling(self.ruling).ruling
+            if judged.verdict != self.verdict:
+                raise MalformedError(f"the dispute entry says {self.verdict!r}, its ruling "
+                                     f"{judged.verdict!r}")  # fmt: skip
         store.dispute_request(self.request, self.verdict)
 
 

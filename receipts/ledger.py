@@ -296,9 +296,11 @@ class Ledger:
         signed by one of the ledger's referees."""
         rid = receipt_id(Envelope.from_bytes(data).payload)
         verdict = None
+        if not self.rules.referees:
+            # Without a referee no ruling can ever resolve a dispute, and settle never releases
+            # a disputed claim: opening one would lock its hold for good.
+            raise PolicyError("this ledger trusts no referee, so it cannot take a dispute")
         if ruling is not None:
-            if not self.rules.referees:
-                raise PolicyError("this ledger trusts no referee, so it cannot take a ruling")
             judged = read_ruling(ruling, trusted=self.rules.referees).ruling
             if judged.receipt != rid:
                 raise BindingError(f"the ruling is about receipt {judged.receipt}, not {rid}")
@@ -431,8 +433,12 @@ def _record(store: Store, events: Sequence[AnyEvent]) -> int:
 
 def _require_rungs(report: Report) -> None:
     """(c1): every required rung passed, and the meter was recomputed (it needs the model)."""
-    if not report:
+    if any(rung.failures() for rung in report.rungs):
         raise report.first_error()
+    # Before "a rung did not run": without the model the digests rung does not run at all, and
+    # the reason to give is the one the caller can act on.
     meter = [s for s in report.rung("digests").steps if s.step == "9 meter"]
     if not meter or meter[0].status is not Status.PASSED:
         raise PolicyError("the ledger recomputes the meter before paying: supply the model")
+    if not report:
+        raise report.first_error()

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 from receipts.errors import StateError
 from receipts.events import decode_event
-from receipts.merkle import leaf_hash, root
+from receipts.merkle import leaf_hash, node_hash
 from receipts.store import STATES, SqliteStore, Store
-from receipts.tlog import Log
 
 _OPEN = ("held", "claimed", "disputed")
 
@@ -95,11 +94,19 @@ def audit(store: Store, *, check_log: bool = True) -> Audit:
 
 
 def _check_log(store: Store, size: int) -> None:
+    """Every stored node, not only the root's: proofs read the inner nodes, and a damaged one
+    would make the log serve failing proofs of honest entries."""
     entries = store.entries(0, size)
     if len(entries) != size:
         raise StateError(f"the log has {len(entries)} entries but claims {size}")
-    if root([leaf_hash(e) for e in entries]) != Log(store, "").root(size):
-        raise StateError("the log's stored tree does not match its entries")
+    level, hashes = 0, [leaf_hash(e) for e in entries]
+    while hashes:
+        for index, expected in enumerate(hashes):
+            if store.node(level, index) != expected:
+                raise StateError(f"the log's stored node ({level}, {index}) does not match its "
+                                 "entries")  # fmt: skip
+        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+        level += 1
 
 
 def replay(entries: Iterable[bytes]) -> SqliteStore:

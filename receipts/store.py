@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from receipts.request import SignedRequest
 
 SCHEMA_VERSION = 1
+_MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
 STATES = ("held", "claimed", "disputed", "released", "refunded")
 _CLOSE_FROM = {"released": ("claimed", "disputed"), "refunded": ("held", "claimed", "disputed")}
 
@@ -173,15 +174,7 @@ class SqliteStore:
         where = str(path)
         if not Path(where).is_file():
             raise InputError(f"no ledger at {where} (create one with `receipts ledger init`)")
-        store = cls(_connect(where, synchronous), where)
-        with _sql(where):
-            try:
-                row = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            except sqlite3.DatabaseError as e:
-                raise MalformedError(f"{where} is not a ledger database ({e})") from e
-        if row is None or int.from_bytes(row[0], "big") != SCHEMA_VERSION:
-            raise UnsupportedVersionError(f"{where}: unknown ledger schema version")
-        return store
+        return cls(_connect(where, synchronous, ledger_only=True), where)
 
     def close(self) -> None:
         self._db.close()
@@ -227,13 +220,19 @@ class SqliteStore:
         return dict(self._db.execute("SELECT asset, supply FROM assets").fetchall())
 
     def add_supply(self, asset: str, amount: int) -> None:
+        """Add ``amount`` (>= 0) to an asset's supply. SQLite turns an integer sum past 2^63-1
+        into a float instead of failing, so the bound is checked in the statement; the supply
+        bounds every balance and hold of the asset (they sum to it), so they cannot overflow."""
         try:
             cur = self._db.execute(
-                "UPDATE assets SET supply = supply + ? WHERE asset = ?", (amount, asset)
+                "UPDATE assets SET supply = supply + ? WHERE asset = ? AND supply <= ? - ?",
+                (amount, asset, _MAX_INTEGER, amount),
             )
         except sqlite3.Error as e:
             raise LimitError(f"the supply of {asset} would overflow 2^63-1") from e
         if cur.rowcount != 1:
+            if asset in self.assets():
+                raise LimitError(f"the supply of {asset} would overflow 2^63-1")
             raise UnknownAssetError(f"the ledger does not hold the asset {asset!r}")
 
     def add_balance(self, account: bytes, asset: str, kind: str, delta: int) -> None:
@@ -437,18 +436,32 @@ def _row(r: tuple[Any, ...]) -> RequestRow:
     )
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+def _connect(path: str, synchronous: str, *, ledger_only: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode; with ``ledger_only``, only to a ledger of this schema, checked
+    before anything is written (switching the journal mode would change someone else's
+    database, or turn an empty file into one), and closed again if the file is not one."""
     if synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise MalformedError(f"unknown synchronous setting {synchronous!r}")
     with _sql(path):
         db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         try:
+            if ledger_only:
+                _check_schema(db, path)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {synchronous}")
         except sqlite3.DatabaseError as e:
             db.close()
             raise MalformedError(f"{path} is not a ledger database ({e})") from e
+        except BaseException:
+            db.close()
+            raise
     return db
+
+
+def _check_schema(db: sqlite3.Connection, path: str) -> None:
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None or row[0] != SCHEMA_VERSION.to_bytes(4, "big"):
+        raise UnsupportedVersionError(f"{path}: unknown ledger schema version")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,933 @@
+"""The settlement ledger: every refused operation raises its own error class and changes nothing;
+holds, claims, disputes and settlement move money exactly as the rules say; balances plus holds
+always equal the supply; the log alone rebuilds the ledger, and a tampered ledger file is caught."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from receipts import codec
+from receipts.checkpoint import verify_inclusion_proof
+from receipts.digests import Digest
+from receipts.effects import seeded
+from receipts.envelope import Envelope
+from receipts.errors import (
+    BindingError,
+    DigestMismatchError,
+    ExpiredError,
+    InputError,
+    LimitError,
+    MalformedError,
+    OverdraftError,
+    PolicyError,
+    ProofError,
+    ReceiptsError,
+    ReplayError,
+    SettlementError,
+    SignatureError,
+    StateError,
+    UnknownAssetError,
+    UnsupportedVersionError,
+)
+from receipts.events import MAX_AMOUNT, Claim, Deposit, Dispute, Hold, Release, decode_event
+from receipts.files import StorageError
+from receipts.ledger import Ledger, LedgerRules
+from receipts.receipt import Receipt
+from receipts.reconcile import audit, replay, state_of
+from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, RULING_PAYLOAD_TYPE
+from receipts.request import REQUEST_PAYLOAD_TYPE, SignedRequest
+from receipts.store import SqliteStore
+from receipts.tlog import Log
+from tests.conftest import fixture_key, fixture_model
+from tests.settlekit import (
+    FEE,
+    LOG_KEY,
+    NOW,
+    ORIGIN,
+    OTHER_PAYER,
+    PAYER,
+    SLASH,
+    WINDOW_MS,
+    HandClock,
+    World,
+    flip_signature,
+    provider_key,
+    refused,
+    rid,
+    rules,
+    ruling,
+    sign_receipt,
+)
+
+PAYER_ID = PAYER.public_key.key_id
+PROVIDER_ID = provider_key().public_key.key_id
+STRANGER = fixture_key("other_ed25519")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(tmp_path / "ledger.db")
+    w.fund(deposit=1000, bond=100)
+    return w
+
+
+def balance(w: World, account: bytes, kind: str) -> int:
+    return w.store.balance(account, "credit", kind)
+
+
+# --- refused operations: the error class, one line, and nothing changed ----------------------
+
+Case = Callable[[World], Callable[[], object]]
+
+
+def _replayed_request(w: World) -> Callable[[], object]:
+    signed = w.held()
+    return lambda: w.ledger.hold(signed.to_bytes())
+
+
+def _nonce_reused(w: World) -> Callable[[], object]:
+    w.held(random_bytes=seeded(1))
+    other = w.request(max_amount=55, random_bytes=seeded(1))  # other terms, the same nonce
+    return lambda: w.ledger.hold(other.to_bytes())
+
+
+def _replayed_receipt(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    return lambda: w.claim(receipt)
+
+
+def _replayed_receipt_after_release(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    w.clock.advance(WINDOW_MS)
+    assert len(w.ledger.settle().released) == 1
+    return lambda: w.claim(receipt)
+
+
+def _second_receipt(w: World) -> Callable[[], object]:
+    signed, _ = w.claimed()
+    second = w.issue(signed, fee=FEE + 1)
+    return lambda: w.claim(second)
+
+
+def _second_receipt_after_refund(w: World) -> Callable[[], object]:
+    signed = w.held(ttl=1000)
+    late = w.issue(signed)  # issued in time, claimed after the request was refunded
+    w.clock.advance(1000)
+    assert len(w.ledger.settle().refunded) == 1
+    return lambda: w.claim(late)
+
+
+def _expired_at_hold(w: World) -> Callable[[], object]:
+    signed = w.request(ttl=1000)
+    w.clock.advance(1000)
+    return lambda: w.ledger.hold(signed.to_bytes())
+
+
+def _claim_after_expiry(w: World) -> Callable[[], object]:
+    signed = w.held(ttl=1000)
+    receipt = w.issue(signed)
+    w.clock.advance(1000)
+    return lambda: w.claim(receipt)
+
+
+def _over_max(w: World) -> Callable[[], object]:
+    signed = w.held(max_amount=FEE)
+    receipt = w.forge(signed, fee=FEE + 1)
+    return lambda: w.claim(receipt)
+
+
+def _unknown_request(w: World) -> Callable[[], object]:
+    receipt = w.forge(w.request())  # a well-formed request this ledger never held
+    return lambda: w.claim(receipt)
+
+
+def _other_requests_terms(w: World) -> Callable[[], object]:
+    w.held()
+    other = w.held(models=[Digest(bytes(range(32)))])  # allows another model only
+    receipt = w.forge(other)
+    return lambda: w.claim(receipt)
+
+
+def _other_provider_named(w: World) -> Callable[[], object]:
+    signed = w.held(provider=STRANGER.public_key.key_id)
+    receipt = w.forge(signed)
+    return lambda: w.claim(receipt)
+
+
+def _no_request(w: World) -> Callable[[], object]:
+    w.held()
+    receipt = w.issue(None)
+    return lambda: w.claim(receipt)
+
+
+def _unknown_asset(kind: str) -> Case:
+    def case(w: World) -> Callable[[], object]:
+        if kind == "hold":
+            signed = w.request(asset="gold")
+            return lambda: w.ledger.hold(signed.to_bytes())
+        op = w.ledger.deposit if kind == "deposit" else w.ledger.bond
+        return lambda: op(PAYER_ID, "gold", 5)
+
+    return case
+
+
+def _overdraft(w: World) -> Callable[[], object]:
+    w.held(max_amount=600)
+    signed = w.request(max_amount=401)  # 400 left in the deposit
+    return lambda: w.ledger.hold(signed.to_bytes())
+
+
+def _overdraft_without_deposit(w: World) -> Callable[[], object]:
+    signed = w.request(payer=OTHER_PAYER, max_amount=1)
+    return lambda: w.ledger.hold(signed.to_bytes())
+
+
+def _hold_over_the_ledger_limit(w: World) -> Callable[[], object]:
+    signed = w.request(max_amount=MAX_AMOUNT + 1)
+    return lambda: w.ledger.hold(signed.to_bytes())
+
+
+def _hold_tampered_request(w: World) -> Callable[[], object]:
+    data = flip_signature(w.request().to_bytes(), REQUEST_PAYLOAD_TYPE)
+    return lambda: w.ledger.hold(data)
+
+
+def _money(amount: int, account: bytes = PAYER_ID) -> Case:
+    return lambda w: lambda: w.ledger.deposit(account, "credit", amount)
+
+
+def _untrusted_ruling(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    return lambda: w.ledger.dispute(receipt, ruling(receipt, PROVIDER_FAULT, STRANGER))
+
+
+def _ruling_on_another_receipt(w: World) -> Callable[[], object]:
+    _, first = w.claimed()
+    _, second = w.claimed()
+    return lambda: w.ledger.dispute(first, ruling(second, PROVIDER_FAULT))
+
+
+def _dispute_after_window(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    w.clock.advance(WINDOW_MS)
+    return lambda: w.ledger.dispute(receipt)
+
+
+def _ruling_after_window(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    w.clock.advance(WINDOW_MS)
+    return lambda: w.ledger.dispute(receipt, ruling(receipt, PROVIDER_FAULT))
+
+
+def _dispute_twice(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    w.ledger.dispute(receipt)
+    return lambda: w.ledger.dispute(receipt)
+
+
+def _dispute_unclaimed(w: World) -> Callable[[], object]:
+    receipt = w.issue(w.held())
+    return lambda: w.ledger.dispute(receipt)
+
+
+def _dispute_released(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed()
+    w.ledger.dispute(receipt, ruling(receipt, CHALLENGE_REJECTED))
+    return lambda: w.ledger.dispute(receipt, ruling(receipt, PROVIDER_FAULT))
+
+
+def _claim_without_model(w: World) -> Callable[[], object]:
+    receipt = w.issue(w.held())
+    return lambda: w.ledger.claim(receipt)
+
+
+def _claim_with_other_model(w: World) -> Callable[[], object]:
+    receipt = w.issue(w.held())
+    return lambda: w.ledger.claim(receipt, model=fixture_model("convnet"))
+
+
+def _tampered_signature(w: World) -> Callable[[], object]:
+    receipt = flip_signature(w.issue(w.held()))
+    return lambda: w.claim(receipt)
+
+
+def _tampered_payload(w: World) -> Callable[[], object]:
+    envelope = Envelope.from_bytes(w.issue(w.held()))
+    receipt = Receipt.decode(envelope.payload)
+    cheaper = replace(receipt, nonce=bytes(16))  # same request and amount, not what was signed
+    forged = replace(envelope, payload=cheaper.encode()).to_bytes()
+    return lambda: w.claim(forged)
+
+
+def _signed_by_another_key(w: World) -> Callable[[], object]:
+    signed = w.held()
+    receipt = Receipt.decode(Envelope.from_bytes(w.issue(signed)).payload)
+    return lambda: w.claim(sign_receipt(receipt, STRANGER))  # names the provider, signed by other
+
+
+def _batch_without_checkpoint(w: World) -> Callable[[], object]:
+    return w.ledger.make_batch
+
+
+REFUSALS: dict[str, tuple[Case, type[ReceiptsError], str | None]] = {
+    "replayed_request": (_replayed_request, ReplayError, "already held"),
+    "other_request_reusing_a_nonce": (_nonce_reused, ReplayError, "already used nonce"),
+    "replayed_receipt": (_replayed_receipt, ReplayError, "already claimed"),
+    "replayed_receipt_after_release": (_replayed_receipt_after_release, ReplayError, "already"),
+    "second_receipt_for_a_claimed_request": (_second_receipt, StateError, "is claimed, not held"),
+    "receipt_for_a_refunded_request": (_second_receipt_after_refund, StateError, "refunded"),
+    "expired_request_at_hold": (_expired_at_hold, ExpiredError, "expired at"),
+    "claim_after_expiry": (_claim_after_expiry, ExpiredError, "expired at"),
+    "amount_over_the_maximum": (_over_max, BindingError, "over the request's maximum"),
+    "receipt_bound_to_an_unknown_request": (_unknown_request, BindingError, "unknown here"),
+    "receipt_bound_to_another_requests_terms": (_other_requests_terms, BindingError, "model"),
+    "receipt_by_a_provider_the_request_excludes": (_other_provider_named, BindingError, "provider"),
+    "receipt_bound_to_no_request": (_no_request, BindingError, "no request"),
+    "unknown_asset_deposit": (_unknown_asset("deposit"), UnknownAssetError, "'gold'"),
+    "unknown_asset_bond": (_unknown_asset("bond"), UnknownAssetError, "'gold'"),
+    "unknown_asset_hold": (_unknown_asset("hold"), UnknownAssetError, "'gold'"),
+    "overdraft": (_overdraft, OverdraftError, "holds 400 credit, the change needs 401"),
+    "overdraft_without_a_deposit": (_overdraft_without_deposit, OverdraftError, "needs 1"),
+    "hold_over_2^63-1": (_hold_over_the_ledger_limit, LimitError, "2\\^63-1"),
+    "hold_with_a_broken_signature": (_hold_tampered_request, SignatureError, None),
+    "deposit_of_zero": (_money(0), LimitError, "\\[1, 2\\^63-1\\]"),
+    "deposit_over_2^63-1": (_money(MAX_AMOUNT + 1), LimitError, "\\[1, 2\\^63-1\\]"),
+    "deposit_to_a_31_byte_account": (_money(5, bytes(31)), MalformedError, "32-byte"),
+    "ruling_by_an_untrusted_key": (_untrusted_ruling, SignatureError, "not a trusted"),
+    "ruling_about_another_receipt": (_ruling_on_another_receipt, BindingError, "not sha256"),
+    "dispute_after_the_window": (_dispute_after_window, ExpiredError, "window .* closed"),
+    "ruling_after_the_window": (_ruling_after_window, ExpiredError, "window .* closed"),
+    "dispute_twice_without_a_ruling": (_dispute_twice, StateError, "awaits a ruling"),
+    "dispute_of_an_unclaimed_receipt": (_dispute_unclaimed, StateError, "has no claim"),
+    "ruling_on_a_settled_dispute": (_dispute_released, StateError, "is released"),
+    "claim_without_the_model": (_claim_without_model, PolicyError, "supply the model"),
+    "claim_with_another_model": (_claim_with_other_model, DigestMismatchError, "model"),
+    "tampered_receipt_signature": (_tampered_signature, SignatureError, None),
+    "tampered_receipt_payload": (_tampered_payload, SignatureError, None),
+    "receipt_signed_by_a_key_it_does_not_name": (_signed_by_another_key, SignatureError, "other"),
+    "batch_without_a_checkpoint": (_batch_without_checkpoint, InputError, "no checkpoint"),
+}
+
+
+@pytest.mark.parametrize(("case", "error", "match"), REFUSALS.values(), ids=REFUSALS)
+def test_a_refused_operation_raises_its_class_and_changes_nothing(
+    world: World, case: Case, error: type[ReceiptsError], match: str | None
+) -> None:
+    call = case(world)
+    audit(world.store)
+    refused(world.store, error, call, match)
+    audit(world.store)
+
+
+def test_settlement_refusals_are_verification_failures_not_bad_input() -> None:
+    """The CLI maps SettlementError kin to exit 1 (rules), InputError kin to exit 2."""
+    for _, error, _ in REFUSALS.values():
+        if error in (ReplayError, StateError, ExpiredError, BindingError, OverdraftError):
+            assert issubclass(error, SettlementError)
+        if error in (LimitError, MalformedError, InputError):
+            assert not issubclass(error, SettlementError)
+
+
+def test_disputes_need_a_referee_to_ever_be_resolved(tmp_path: Path) -> None:
+    w = World(tmp_path / "ledger.db", referees=())
+    w.fund()
+    _, receipt = w.claimed()
+    with_ruling = ruling(receipt, PROVIDER_FAULT)
+    refused(w.store, PolicyError, lambda: w.ledger.dispute(receipt, with_ruling), "no referee")
+    # Opening a dispute nobody can ever rule on would lock the hold for good.
+    refused(w.store, PolicyError, lambda: w.ledger.dispute(receipt), "trusts no referee")
+    w.clock.advance(WINDOW_MS)
+    assert len(w.ledger.settle().released) == 1
+
+
+# --- what each operation does --------------------------------------------------------------
+
+
+def test_hold_moves_the_maximum_from_the_deposit_to_escrow(world: World) -> None:
+    signed = world.held(max_amount=300)
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.hold, row.max_amount, row.payer) == ("held", 300, 300, PAYER_ID)
+    assert balance(world, PAYER_ID, "deposit") == 700
+    assert audit(world.store).requests == {"held": 1}
+
+
+def test_claim_opens_the_window_at_the_claimed_amount(world: World) -> None:
+    signed = world.held(max_amount=50)
+    receipt = world.issue(signed, fee=9)
+    world.clock.advance(5)
+    claimed = world.claim(receipt)
+    assert (claimed.request, claimed.receipt, claimed.amount) == (signed.id, rid(receipt), 9)
+    assert claimed.window_ends == world.clock.ms + WINDOW_MS
+    assert claimed.report
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.amount, row.claimed_by, row.receipt) == (
+        "claimed", 9, PROVIDER_ID, rid(receipt)
+    )  # fmt: skip
+    assert row.hold == 50  # the money stays in escrow while the window is open
+
+
+def test_a_receipt_for_a_request_naming_its_provider_is_accepted(world: World) -> None:
+    signed = world.held(provider=PROVIDER_ID)
+    assert world.claim(world.issue(signed)).amount == FEE
+
+
+def test_settle_releases_each_claim_exactly_once_when_its_window_closes(world: World) -> None:
+    signed, _ = world.claimed(fee=9, max_amount=50)
+    world.clock.advance(WINDOW_MS - 1)
+    assert world.ledger.settle().released == []
+    world.clock.advance(1)
+    assert world.ledger.settle().released == [signed.id]
+    after = state_of(world.store)
+    for _ in range(2):
+        again = world.ledger.settle()
+        assert (again.released, again.refunded) == ([], [])
+        assert state_of(world.store) == after
+    assert balance(world, PROVIDER_ID, "earnings") == 9
+    assert balance(world, PAYER_ID, "deposit") == 1000 - 9
+    releases = [e for _, e in world.ledger.history() if isinstance(e, Release)]
+    assert [(r.amount, r.remainder) for r in releases] == [(9, 41)]
+
+
+def test_settle_refunds_expired_unclaimed_requests_and_only_those(world: World) -> None:
+    soon = [world.held(max_amount=10, ttl=1000) for _ in range(3)]
+    later = world.held(max_amount=10, ttl=5000)
+    claimed, _ = world.claimed(max_amount=10, ttl=1000)  # claimed in time: not refunded
+    world.clock.advance(1000)
+    done = world.ledger.settle()
+    assert sorted(d.value for d in done.refunded) == sorted(s.id.value for s in soon)
+    assert done.released == []
+    assert balance(world, PAYER_ID, "deposit") == 1000 - 20  # `later` and the claim still held
+    states = {s.id: world.store.request(s.id).state for s in [*soon, later, claimed]}  # type: ignore[union-attr]
+    assert list(states.values()) == ["refunded"] * 3 + ["held", "claimed"]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 256])
+def test_settle_in_any_chunk_size_reaches_the_same_state(tmp_path: Path, chunk: int) -> None:
+    ends = []
+    for name in ("reference", "chunked"):
+        w = World(tmp_path / f"{name}.db")
+        w.fund(deposit=100)
+        for _ in range(4):
+            w.claimed(fee=3, max_amount=5, ttl=2 * WINDOW_MS)
+        for _ in range(3):
+            w.held(max_amount=5, ttl=1000)
+        w.clock.advance(2 * WINDOW_MS)
+        done = w.ledger.settle(chunk=256 if name == "reference" else chunk)
+        assert (len(done.released), len(done.refunded)) == (4, 3)
+        ends.append(state_of(w.store))
+        audit(w.store)
+    assert ends[0] == ends[1]
+
+
+@pytest.mark.parametrize("bond", [0, 10, SLASH, 100])
+def test_a_provider_fault_ruling_refunds_the_payer_and_slashes_the_bond(
+    tmp_path: Path, bond: int
+) -> None:
+    w = World(tmp_path / "ledger.db")
+    w.fund(deposit=1000, bond=bond)
+    signed, receipt = w.claimed(fee=9, max_amount=50)
+    result = w.ledger.dispute(receipt, ruling(receipt, PROVIDER_FAULT))
+    slashed = min(bond, SLASH)
+    assert (result.request, result.outcome, result.slashed) == (signed.id, "refunded", slashed)
+    assert balance(w, PAYER_ID, "deposit") == 1000 + slashed
+    assert balance(w, PROVIDER_ID, "bond") == bond - slashed
+    assert balance(w, PROVIDER_ID, "earnings") == 0
+    row = w.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.verdict, row.hold) == ("refunded", PROVIDER_FAULT, 0)
+    audit(w.store)
+
+
+def test_a_challenge_rejected_ruling_releases_the_claim(world: World) -> None:
+    signed, receipt = world.claimed(fee=9, max_amount=50)
+    result = world.ledger.dispute(receipt, ruling(receipt, CHALLENGE_REJECTED))
+    assert (result.outcome, result.slashed) == ("released", 0)
+    assert balance(world, PROVIDER_ID, "earnings") == 9
+    assert balance(world, PAYER_ID, "deposit") == 1000 - 9
+    assert balance(world, PROVIDER_ID, "bond") == 100
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.verdict) == ("released", CHALLENGE_REJECTED)
+
+
+@pytest.mark.parametrize(("verdict", "state"), [(PROVIDER_FAULT, "refunded"),
+                                                (CHALLENGE_REJECTED, "released")])  # fmt: skip
+def test_an_open_dispute_holds_past_its_window_until_a_ruling(
+    world: World, verdict: str, state: str
+) -> None:
+    signed, receipt = world.claimed(max_amount=50)
+    opened = world.ledger.dispute(receipt)
+    assert (opened.outcome, opened.slashed) == ("open", 0)
+    world.clock.advance(10 * WINDOW_MS)
+    assert world.ledger.settle().released == []  # a disputed claim is not released by time
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.hold) == ("disputed", 50)
+    resolved = world.ledger.dispute(receipt, ruling(receipt, verdict))
+    assert resolved.outcome == state
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert row.state == state
+    audit(world.store)
+
+
+def test_the_ledger_reopens_with_its_rules_and_state(world: World, tmp_path: Path) -> None:
+    world.claimed()
+    before = state_of(world.store)
+    world.ledger.close()
+    again = Ledger.open(tmp_path / "ledger.db", clock=HandClock())
+    assert again.rules == rules()
+    assert state_of(again.store) == before
+    again.close()
+
+
+def test_the_rules_round_trip_through_entry_0(world: World) -> None:
+    index, opened = world.ledger.history(0, 1)[0]
+    assert index == 0
+    assert LedgerRules.from_event(opened) == world.ledger.rules  # type: ignore[arg-type]
+
+
+# --- files that are not a ledger -----------------------------------------------------------
+
+
+def _plain_sqlite(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+
+
+def _other_schema(path: Path) -> None:
+    Ledger.create(path, rules()).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ((2).to_bytes(4, "big"),))
+    db.commit()
+    db.close()
+
+
+OPEN_REFUSALS: dict[str, tuple[Callable[[Path], object] | None, type[ReceiptsError]]] = {
+    "missing_file": (None, InputError),
+    "empty_file": (lambda p: p.write_bytes(b""), MalformedError),
+    "text_file": (lambda p: p.write_text("not a database\n" * 100), MalformedError),
+    "sqlite_without_the_schema": (_plain_sqlite, MalformedError),
+    "ledger_of_schema_version_2": (_other_schema, UnsupportedVersionError),
+}
+
+
+@pytest.mark.parametrize(("make", "error"), OPEN_REFUSALS.values(), ids=OPEN_REFUSALS)
+def test_opening_a_file_that_is_not_a_ledger_is_refused_and_leaves_it_alone(
+    tmp_path: Path, make: Callable[[Path], object] | None, error: type[ReceiptsError]
+) -> None:
+    path = tmp_path / "ledger.db"
+    if make is not None:
+        make(path)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(error) as raised:
+        Ledger.open(path)
+    assert raised.type is error
+    assert "\n" not in str(raised.value)
+    # Not even the journal mode changes: no -wal or -shm beside it, the bytes as they were.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_create_refuses_an_existing_file(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    data = path.read_bytes()
+    with pytest.raises(StorageError, match="already exists"):
+        Ledger.create(path, rules())
+    assert path.read_bytes() == data
+
+
+def test_a_store_that_was_never_opened_is_not_a_ledger() -> None:
+    with pytest.raises(StateError, match="never opened"):
+        Ledger(SqliteStore.create(":memory:"))
+
+
+BAD_RULES: dict[str, tuple[dict[str, Any], type[ReceiptsError]]] = {
+    "empty_origin": ({"origin": ""}, MalformedError),
+    "origin_with_a_space": ({"origin": "a b"}, MalformedError),
+    "origin_with_a_plus": ({"origin": "a+b"}, MalformedError),
+    "origin_over_256": ({"origin": "a" * 257}, MalformedError),
+    "origin_with_a_newline": ({"origin": "a\nb"}, MalformedError),
+    "rungs_without_digests": ({"rungs": ("signature",)}, MalformedError),
+    "unknown_rung": ({"rungs": ("signature", "digests", "vibes")}, MalformedError),
+    "empty_asset": ({"assets": ("",)}, MalformedError),
+}
+
+
+@pytest.mark.parametrize(("changes", "error"), BAD_RULES.values(), ids=BAD_RULES)
+def test_rules_outside_their_schema_are_refused(
+    changes: dict[str, Any], error: type[ReceiptsError]
+) -> None:
+    with pytest.raises(error) as raised:
+        rules(**changes)
+    assert raised.type is error
+
+
+BAD_OPENINGS: dict[str, dict[str, Any]] = {
+    "no_assets": {"assets": ()},
+    "duplicate_assets": {"assets": ("credit", "credit")},
+    "negative_window": {"window_ms": -1},
+    "negative_slash": {"slash_amount": -1},
+}
+
+
+@pytest.mark.parametrize("changes", BAD_OPENINGS.values(), ids=BAD_OPENINGS)
+def test_a_ledger_with_impossible_rules_is_not_created(
+    tmp_path: Path, changes: dict[str, Any]
+) -> None:
+    path = tmp_path / "ledger.db"
+    with pytest.raises(MalformedError):
+        Ledger.create(path, rules(**changes))
+    assert not path.exists()
+
+
+def test_supply_beyond_2_63_is_refused_not_rounded(world: World) -> None:
+    """SQLite turns an overflowing integer sum into a float; the ledger must refuse it."""
+    room = MAX_AMOUNT - 1100  # 1000 deposited and 100 bonded already
+    world.ledger.deposit(OTHER_PAYER.public_key.key_id, "credit", room)
+    refused(world.store, LimitError, lambda: world.ledger.deposit(PAYER_ID, "credit", 1),
+            "overflow")  # fmt: skip
+    assert world.store.assets() == {"credit": MAX_AMOUNT}
+    assert all(isinstance(b.amount, int) for b in world.store.balances())
+    audit(world.store)
+
+
+# --- conservation, and the log as the source of truth --------------------------------------
+
+
+def _mixed_scenario(w: World) -> list[Callable[[], object]]:
+    """Every kind of operation, each one step; the receipts are issued as each step runs."""
+    state: dict[str, Any] = {}
+
+    def claim(name: str, fee: int, **kw: Any) -> Callable[[], object]:
+        def step() -> None:
+            state[name] = w.issue(w.held(**kw), fee)
+            w.claim(state[name])
+
+        return step
+
+    return [
+        lambda: w.ledger.deposit(PAYER_ID, "credit", 500),
+        lambda: w.ledger.deposit(OTHER_PAYER.public_key.key_id, "credit", 70),
+        lambda: w.ledger.bond(PROVIDER_ID, "credit", 25),
+        claim("a", 11, max_amount=40),
+        claim("b", 3, max_amount=40),
+        claim("c", 40, max_amount=40, payer=OTHER_PAYER),
+        lambda: w.held(max_amount=30, ttl=1000),
+        lambda: w.ledger.dispute(state["b"]),
+        lambda: w.ledger.dispute(state["c"], ruling(state["c"], PROVIDER_FAULT)),
+        lambda: w.clock.advance(WINDOW_MS),
+        w.ledger.settle,
+        lambda: w.ledger.dispute(state["b"], ruling(state["b"], CHALLENGE_REJECTED)),
+        lambda: w.ledger.log.checkpoint(LOG_KEY),
+        w.ledger.make_batch,
+        lambda: w.ledger.deposit(PAYER_ID, "credit", 1),
+    ]
+
+
+def test_every_step_of_a_mixed_scenario_conserves_money(world: World) -> None:
+    steps = _mixed_scenario(world)
+    for step in steps:
+        step()
+        checked = audit(world.store)
+        assert checked.log_size == world.store.size()
+    assert audit(world.store).requests == {"released": 2, "refunded": 2}
+    supply = 1000 + 100 + 500 + 70 + 25 + 1
+    assert world.store.assets() == {"credit": supply}
+    assert balance(world, PROVIDER_ID, "earnings") == 11 + 3
+    assert balance(world, PROVIDER_ID, "bond") == 125 - SLASH
+    assert balance(world, OTHER_PAYER.public_key.key_id, "deposit") == 70 + SLASH
+
+
+def test_the_log_alone_rebuilds_the_same_ledger(world: World) -> None:
+    for step in _mixed_scenario(world):
+        step()
+    entries = world.store.entries(0, world.store.size())
+    rebuilt = replay(entries)
+    assert state_of(rebuilt) == state_of(world.store)
+    assert Log(rebuilt, ORIGIN).root() == world.ledger.log.root()
+    audit(rebuilt)
+    assert [decode_event(e).encode() for e in entries] == entries  # every entry is canonical
+
+
+def test_every_prefix_of_the_log_replays_to_a_ledger_that_audits(world: World) -> None:
+    for step in _mixed_scenario(world):
+        step()
+    entries = world.store.entries(0, world.store.size())
+    for n in range(1, len(entries) + 1):
+        audit(replay(entries[:n]))
+
+
+def _resigned_by_stranger(claim: Claim) -> Claim:
+    receipt = Receipt.decode(Envelope.from_bytes(claim.receipt).payload)
+    return replace(claim, receipt=sign_receipt(receipt, STRANGER))
+
+
+# (the kind of entry forged, the forgery, error): replay re-checks every signature in the log.
+REPLAY_FORGERIES: dict[str, tuple[type[Any], Callable[[Any], Any], type[ReceiptsError]]] = {
+    "claim_receipt_signature": (
+        Claim,
+        lambda e: replace(e, receipt=flip_signature(e.receipt)),
+        SignatureError,
+    ),
+    "claim_receipt_signed_by_a_key_it_does_not_name": (
+        Claim,
+        _resigned_by_stranger,
+        SignatureError,
+    ),
+    "dispute_ruling_signature": (
+        Dispute,
+        lambda e: replace(e, ruling=flip_signature(e.ruling, RULING_PAYLOAD_TYPE)),
+        SignatureError,
+    ),
+    "dispute_verdict_not_the_rulings": (
+        Dispute,
+        lambda e: replace(e, verdict=PROVIDER_FAULT),
+        MalformedError,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "forge", "error"), REPLAY_FORGERIES.values(), ids=REPLAY_FORGERIES
+)
+def test_replay_refuses_a_log_whose_signed_records_do_not_verify(
+    world: World, kind: type[Any], forge: Callable[[Any], Any], error: type[ReceiptsError]
+) -> None:
+    _, receipt = world.claimed()
+    world.ledger.dispute(receipt, ruling(receipt, CHALLENGE_REJECTED))
+    entries = world.store.entries(0, world.store.size())
+    at = next(i for i, e in enumerate(entries) if isinstance(decode_event(e), kind))
+    forged = [*entries[:at], forge(decode_event(entries[at])).encode(), *entries[at + 1 :]]
+    assert forged != entries
+    with pytest.raises(error) as raised:
+        replay(forged)
+    assert raised.type is error
+
+
+def test_a_hold_entry_with_a_broken_request_signature_does_not_decode(world: World) -> None:
+    world.held()
+    entry = world.store.entries(3, 4)[0]
+    hold = decode_event(entry)
+    assert isinstance(hold, Hold)
+    wire = codec.decode(entry)
+    assert isinstance(wire, dict)
+    wire["request"] = flip_signature(hold.request.to_bytes(), REQUEST_PAYLOAD_TYPE)
+    with pytest.raises(SignatureError):
+        decode_event(codec.encode(wire))
+
+
+def _copy(world: World, tmp_path: Path) -> Path:
+    world.ledger.close()  # the last connection folds the WAL into the file
+    copy = tmp_path / "copy.db"
+    shutil.copy(tmp_path / "ledger.db", copy)
+    return copy
+
+
+def _raw(path: Path, sql: str, *args: object) -> None:
+    db = sqlite3.connect(path)
+    assert db.execute(sql, args).rowcount >= 1
+    db.commit()
+    db.close()
+
+
+TAMPERS: dict[str, tuple[str, tuple[object, ...]]] = {
+    "entry_bytes": ("UPDATE entries SET data = ? WHERE idx = 3", (b"\x80",)),
+    "entry_dropped": ("DELETE FROM entries WHERE idx = 5", ()),
+    "balance_created": ("UPDATE balances SET amount = amount + 1 WHERE kind = 'deposit'", ()),
+    "supply_lowered": ("UPDATE assets SET supply = supply - 1", ()),
+    "hold_of_an_open_request": ("UPDATE requests SET hold = hold - 1 WHERE state = 'held'", ()),
+    "unknown_state": ("UPDATE requests SET state = 'lost' WHERE state = 'held'", ()),
+    "closed_request_still_holding": ("UPDATE requests SET hold = 3 WHERE state = 'released'", ()),
+    "missing_inner_node": ("DELETE FROM nodes WHERE level = 1 AND idx = 0", ()),
+    "changed_inner_node": ("UPDATE nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1", ()),
+    "claimed_over_the_maximum": (
+        "UPDATE requests SET amount = max_amount + 1 WHERE state = 'released'",
+        (),
+    ),
+}
+
+
+@pytest.mark.parametrize(("sql", "args"), TAMPERS.values(), ids=TAMPERS)
+def test_audit_catches_a_tampered_ledger_file(
+    world: World, tmp_path: Path, sql: str, args: tuple[object, ...]
+) -> None:
+    for step in _mixed_scenario(world):
+        step()
+    world.held(max_amount=5)
+    copy = _copy(world, tmp_path)
+    _raw(copy, sql, *args)
+    store = SqliteStore.open_file(copy)
+    with pytest.raises(StateError) as raised:
+        audit(store)
+    assert raised.type is StateError
+    store.close()
+
+
+def test_a_move_between_balances_passes_audit_but_not_replay(world: World, tmp_path: Path) -> None:
+    """Conservation alone misses money moved between accounts; rebuilding from the log does not."""
+    copy = _copy(world, tmp_path)
+    _raw(copy, "UPDATE balances SET amount = amount + 1 WHERE kind = 'bond'")
+    _raw(copy, "UPDATE balances SET amount = amount - 1 WHERE kind = 'deposit'")
+    store = SqliteStore.open_file(copy)
+    audit(store)
+    assert state_of(replay(store.entries(0, store.size()))) != state_of(store)
+    store.close()
+
+
+def test_a_tampered_entry_fails_its_proof_against_an_earlier_checkpoint(
+    world: World, tmp_path: Path
+) -> None:
+    for step in _mixed_scenario(world):
+        step()
+    note = world.ledger.log.checkpoint(LOG_KEY)
+    honest = world.ledger.log.prove(4, note)
+    verify_inclusion_proof(honest, LOG_KEY.public_key, origin=ORIGIN)
+    copy = _copy(world, tmp_path)
+    forged = Deposit(at=NOW, account=PAYER_ID, asset="credit", amount=10**9).encode()
+    _raw(copy, "UPDATE entries SET data = ? WHERE idx = 4", forged)
+    store = SqliteStore.open_file(copy)
+    with pytest.raises(StateError):
+        audit(store)
+    proof = Log(store, ORIGIN).prove(4, note)
+    with pytest.raises(ProofError):
+        verify_inclusion_proof(proof, LOG_KEY.public_key, origin=ORIGIN)
+    with pytest.raises(ProofError):  # the honest proof, against the forged entry
+        verify_inclusion_proof(honest, LOG_KEY.public_key, origin=ORIGIN, entry=forged)
+    store.close()
+
+
+# --- decoding log entries ------------------------------------------------------------------
+
+
+def _entry(**changes: object) -> bytes:
+    wire = codec.decode(Deposit(at=NOW, account=PAYER_ID, asset="credit", amount=5).encode())
+    assert isinstance(wire, dict)
+    wire.update(changes)
+    return codec.encode({k: v for k, v in wire.items() if v is not None})
+
+
+HOSTILE_ENTRIES: dict[str, tuple[bytes, type[ReceiptsError]]] = {
+    "not_msgpack": (b"\xc1", MalformedError),
+    "unknown_kind": (_entry(kind="mint"), UnsupportedVersionError),
+    "version_2": (_entry(version=2), UnsupportedVersionError),
+    "type_receipt": (_entry(type="receipt"), UnsupportedVersionError),
+    "unknown_field": (_entry(memo="hi"), MalformedError),
+    "missing_amount": (_entry(amount=None), MalformedError),
+    "zero_deposit": (_entry(amount=0), MalformedError),
+    "negative_amount": (_entry(amount=-1), MalformedError),
+    "amount_over_2^63-1": (_entry(amount=MAX_AMOUNT + 1), MalformedError),
+    "short_account": (_entry(account=bytes(31)), MalformedError),
+    "negative_time": (_entry(at=-1), MalformedError),
+}
+
+
+@pytest.mark.parametrize(("data", "error"), HOSTILE_ENTRIES.values(), ids=HOSTILE_ENTRIES)
+def test_a_hostile_log_entry_is_refused(data: bytes, error: type[ReceiptsError]) -> None:
+    with pytest.raises(error) as raised:
+        decode_event(data)
+    assert raised.type is error, raised.type
+    with pytest.raises(ReceiptsError):
+        replay([rules().to_event(NOW).encode(), data])
+
+
+# --- the property: any sequence of operations conserves money and replays ------------------
+
+VERDICTS = (PROVIDER_FAULT, CHALLENGE_REJECTED)
+OPS = st.one_of(
+    st.tuples(st.just("deposit"), st.integers(1, 300), st.booleans()),
+    st.tuples(st.just("bond"), st.integers(1, 80)),
+    st.tuples(st.just("hold"), st.integers(0, 120), st.integers(1, 3 * WINDOW_MS), st.booleans()),
+    st.tuples(st.just("claim"), st.integers(0, 7), st.integers(0, 55)),
+    st.tuples(st.just("dispute"), st.integers(0, 7), st.sampled_from(["open", *VERDICTS])),
+    st.tuples(st.just("replay"), st.integers(0, 7), st.booleans()),
+    st.tuples(st.just("settle")),
+    st.tuples(st.just("wait"), st.integers(1, 2 * WINDOW_MS)),
+)
+
+
+class Run:
+    """Apply random operations to a world; refusals are allowed, partial changes are not."""
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self.requests: list[SignedRequest] = []
+        self.receipts: list[bytes] = []
+
+    def op(self, op: tuple[Any, ...]) -> None:
+        kind, before = op[0], state_of(self.w.store)
+        try:
+            outcome = "done" if self._do(kind, *op[1:]) else "skipped"
+        except ReceiptsError as e:
+            outcome = f"refused: {type(e).__name__}"
+            assert "\n" not in str(e)
+            assert state_of(self.w.store) == before, f"{kind} refused ({e}) but changed the ledger"
+        event(f"{kind} {outcome}")
+        audit(self.w.store)
+
+    def _do(self, kind: str, *args: Any) -> bool:
+        w = self.w
+        if kind in ("deposit", "bond"):
+            account = PAYER_ID if kind == "bond" or args[1] else OTHER_PAYER.public_key.key_id
+            account = PROVIDER_ID if kind == "bond" else account
+            (w.ledger.deposit if kind == "deposit" else w.ledger.bond)(account, "credit", args[0])
+            return True
+        if kind == "hold":
+            payer = PAYER if args[2] else OTHER_PAYER
+            self.requests.append(w.held(max_amount=args[0], ttl=args[1], payer=payer))
+            return True
+        if kind == "claim":
+            signed = self.requests[args[0] % len(self.requests)]
+            # The provider refuses over-max or expired runs itself: forge, so the ledger decides.
+            self.receipts.append(w.forge(signed, fee=args[1]))
+            w.claim(self.receipts[-1])
+            return True
+        if kind == "replay" and args[1]:
+            w.ledger.hold(self.requests[args[0] % len(self.requests)].to_bytes())
+            return True
+        if kind in ("replay", "dispute") and not self.receipts:
+            return False
+        if kind == "replay":
+            w.claim(self.receipts[args[0] % len(self.receipts)])
+        elif kind == "dispute":
+            receipt = self.receipts[args[0] % len(self.receipts)]
+            w.ledger.dispute(receipt, None if args[1] == "open" else ruling(receipt, args[1]))
+        elif kind == "settle":
+            w.ledger.settle()
+        else:
+            w.clock.advance(args[0])
+        return True
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(ops=st.lists(OPS, min_size=6, max_size=24))
+def test_any_sequence_of_operations_conserves_money_and_replays(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+) -> None:
+    w = World(tmp_path_factory.mktemp("prop") / "ledger.db", slash_amount=25)
+    w.fund(deposit=200, bond=30)
+    run = Run(w)
+    run.requests += [w.held(max_amount=50), w.held(max_amount=20, ttl=WINDOW_MS)]
+    for op in ops:
+        run.op(op)
+    n = w.store.size()
+    assert state_of(replay(w.store.entries(0, n))) == state_of(w.store)
+    checked = audit(w.store)
+    assert sum(checked.requests.values()) == len(w.store.requests())
+    w.ledger.close()
