@@ -57,47 +57,49 @@ def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
     step("25. the payer disputes run 4 by bisection", "dispute", str(faulty / "receipt.rcpt"),
          "--model", MODEL, "--input", INPUTS, "--trace", str(faulty / "trace.rtrc"),
          "--key", str(payer), "--out", str(evidence))  # fmt: skip
-    step("26. the referee rules", "judge", str(evidence), "--model", MODEL, "--key",
+    step("26. the payer opens the dispute with its evidence (a ruling is now due)", "ledger",
+         "dispute", db, str(faulty / "receipt.rcpt"), "--evidence", str(evidence))  # fmt: skip
+    step("27. the referee rules", "judge", str(evidence), "--model", MODEL, "--key",
          str(referee), "--out", str(ruling))  # fmt: skip
-    step("27. the ruling settles the dispute: refund, bond slashed", "ledger", "dispute", db,
+    step("28. the ruling settles it: refund, bond slashed", "ledger", "dispute", db,
          str(faulty / "receipt.rcpt"), "--ruling", str(ruling))  # fmt: skip
-    step("28. the windows close; the other three are released", "ledger", "settle", db,
+    step("29. the windows close; the other three are released", "ledger", "settle", db,
          "--now", FAR_FUTURE_MS)  # fmt: skip
-    step("29. balances (conservation checked)", "ledger", "balances", db)
-    step("30. the ledger rebuilt from its log alone", "ledger", "audit", db)
+    step("30. balances (conservation checked)", "ledger", "balances", db)
+    step("31. the ledger rebuilt from its log alone", "ledger", "audit", db)
     log_proofs(s, db, log_key, step)
 
 
 def log_proofs(s: Path, db: str, log_key: Path, step: Step) -> None:
     cp, proof = s / "checkpoint.txt", s / "entry3.tlog-proof"
-    step("31. the log signs a checkpoint (C2SP)", "log", "checkpoint", db, "--key",
+    step("32. the log signs a checkpoint (C2SP)", "log", "checkpoint", db, "--key",
          str(log_key), "--out", str(cp))  # fmt: skip
-    step("32. an inclusion proof of entry 3 (the first hold)", "log", "prove", db,
+    step("33. an inclusion proof of entry 3 (the first hold)", "log", "prove", db,
          "--entry", "3", "--out", str(proof))  # fmt: skip
-    step("33. anyone verifies it with the log's public key", "log", "verify", str(proof),
+    step("34. anyone verifies it with the log's public key", "log", "verify", str(proof),
          "--log-key", f"{log_key}.pub")  # fmt: skip
     auditors = [s / f"auditor{n}.pem" for n in (1, 2, 3)]
     for n, auditor in enumerate(auditors, 1):
-        step(f"34.{n} auditor {n} makes a BLS12-381 key", "keygen", "--scheme", "bls12-381",
+        step(f"35.{n} auditor {n} makes a BLS12-381 key", "keygen", "--scheme", "bls12-381",
              str(auditor))  # fmt: skip
     committee, batch = s / "committee.json", s / "batch.rbat"
-    step("35. the committee file (proofs of possession checked)", "batch", "committee",
+    step("36. the committee file (proofs of possession checked)", "batch", "committee",
          *[f"{a}.pub" for a in auditors], "--out", str(committee))  # fmt: skip
-    step("36. the settlement batch up to the checkpoint", "batch", "make", db, "--out",
+    step("37. the settlement batch up to the checkpoint", "batch", "make", db, "--out",
          str(batch))  # fmt: skip
     sigs = []
     for n, auditor in enumerate(auditors[:2], 1):
         sig = s / f"batch.auditor{n}.sig"
-        step(f"37.{n} auditor {n} re-checks the batch and co-signs", "batch", "cosign",
+        step(f"38.{n} auditor {n} re-checks the batch and co-signs", "batch", "cosign",
              str(batch), "--bls-key", str(auditor), "--log-key", f"{log_key}.pub",
              "--out", str(sig))  # fmt: skip
         sigs.append(str(sig))
     cosigned = s / "batch.cosigned"
-    step("38. the co-signatures aggregate into one", "batch", "aggregate", str(batch), *sigs,
+    step("39. the co-signatures aggregate into one", "batch", "aggregate", str(batch), *sigs,
          "--out", str(cosigned))  # fmt: skip
-    step("39. verified against the committee, 2 of 3, reconciled with the ledger", "batch",
+    step("40. verified against the committee, 2 of 3, reconciled with the ledger", "batch",
          "verify", str(cosigned), "--committee", str(committee), "--threshold", "2",
          "--log-key", f"{log_key}.pub", "--db", db)  # fmt: skip
-    step("40. three of three required: refused", "batch", "verify", str(cosigned),
+    step("41. three of three required: refused", "batch", "verify", str(cosigned),
          "--committee", str(committee), "--threshold", "3", "--log-key", f"{log_key}.pub",
          expect=1)  # fmt: skip

@@ -119,15 +119,17 @@ def _effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
 @click.option(
     "--scheme", type=click.Choice((*SCHEMES, "bls12-381")), default="ed25519", show_default=True
 )
-def keygen(keyfile: Path, scheme: str) -> None:
+@click.pass_context
+def keygen(ctx: click.Context, keyfile: Path, scheme: str) -> None:
     """Write a new private key to KEYFILE (mode 0600) and its public key to KEYFILE.pub
     (for bls12-381, with its proof of possession)."""
+    _, random_bytes = _effects(ctx)
     if scheme == "bls12-381":
-        bls = BlsPrivateKey.generate()
+        bls = BlsPrivateKey.generate(random_bytes=random_bytes)
         public = bls.save(keyfile)
         click.echo(bls.public_key.raw.hex())
     else:
-        key = PrivateKey.generate(scheme)
+        key = PrivateKey.generate(scheme, random_bytes=random_bytes)
         public = key.save(keyfile)
         click.echo(key.public_key.key_id.hex())
     click.echo(f"wrote {keyfile} (private, 0600) and {public} ({scheme})", err=True)

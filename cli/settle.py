@@ -38,6 +38,7 @@ from receipts.checkpoint import (
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import MAX_ENVELOPE_BYTES
 from receipts.errors import InputError, ProofError
+from receipts.evidence import Evidence
 from receipts.files import read_limited, write_atomic
 from receipts.jsonview import event_json
 from receipts.keys import PrivateKey, PublicKey
@@ -203,15 +204,21 @@ def claim(
 @db_argument
 @click.argument("receipt", type=existing)
 @click.option("--ruling", type=existing, help="A referee's signed ruling on RECEIPT.")
+@click.option("--evidence", type=existing, help="The payer's evidence bundle (receipts dispute).")
 @click.pass_context
-def dispute(ctx: click.Context, db: Path, receipt: Path, ruling: Path | None) -> None:
-    """Dispute a claimed RECEIPT inside its window; with --ruling, settle it by the ruling."""
+def dispute(
+    ctx: click.Context, db: Path, receipt: Path, ruling: Path | None, evidence: Path | None
+) -> None:
+    """Open a dispute on a claimed RECEIPT inside its window with the payer's --evidence, or
+    settle it by a referee's --ruling."""
     data = read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt")
     ruled = read_limited(ruling, MAX_ENVELOPE_BYTES, "ruling") if ruling else None
+    bundle = Evidence.read(evidence) if evidence else None
     with _ledger(ctx, db) as led:
-        result = led.dispute(data, ruled)
+        result = led.dispute(data, ruled, evidence=bundle)
+        window = led.rules.window_ms
     if result.outcome == "open":
-        click.echo(f"request {result.request} disputed; it waits for a ruling")
+        click.echo(f"request {result.request} disputed; a ruling is due within {window // 1000} s")
     else:
         slashed = f", {result.slashed} slashed from the bond" if result.slashed else ""
         click.echo(f"request {result.request} {result.outcome} by the ruling{slashed}")

@@ -28,6 +28,13 @@ ENVELOPE_TYPE = "envelope"
 ENVELOPE_VERSION = 1
 RECEIPT_PAYLOAD_TYPE = "application/vnd.inference-receipts.receipt.v1+msgpack"
 MAX_ENVELOPE_BYTES = 1 << 20
+# Who signs each record, for the one-line refusal of an untrusted key.
+_SIGNERS = {
+    RECEIPT_PAYLOAD_TYPE: "provider",
+    "application/vnd.inference-receipts.ruling.v1+msgpack": "referee",
+    "application/vnd.inference-receipts.request.v1+msgpack": "payer",
+    "application/vnd.inference-receipts.dispute.v1+msgpack": "dispute party",
+}
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -131,7 +138,8 @@ class Envelope:
         key = self.signature.public_key
         if trusted is not None and key not in trusted:
             raise SignatureError(
-                f"signed by key {key.key_id.hex()[:16]}…, which is not a trusted provider key"
+                f"signed by key {key.key_id.hex()[:16]}…, which is not a trusted "
+                f"{_SIGNERS.get(self.payload_type, 'signer')} key"
             )
         key.verify(self.signature.sig, pae(self.payload_type, self.payload))
         return key

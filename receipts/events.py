@@ -279,19 +279,34 @@ class Refund(_Base):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dispute(_Base):
-    """A claim is challenged inside its window; with a ruling, the ruling's bytes and verdict."""
+    """A claim is challenged inside its window. Opened with the payer's evidence (its digest is
+    recorded, and a ruling is due by ``deadline``) or resolved by a ruling (its bytes and
+    verdict are recorded)."""
 
     at: int
     request: Digest
-    ruling: bytes | None
-    verdict: str | None
+    ruling: bytes | None = None
+    verdict: str | None = None
+    evidence: Digest | None = None
+    deadline: int | None = None
     kind = "dispute"
+
+    def __post_init__(self) -> None:
+        if (self.ruling is None) != (self.verdict is None):
+            raise MalformedError("a dispute entry holds a ruling with its verdict, or neither")
+        if (self.evidence is None) != (self.deadline is None):
+            raise MalformedError("a dispute entry holds evidence with its deadline, or neither")
+        if (self.ruling is None) == (self.evidence is None):
+            raise MalformedError("a dispute entry either opens (evidence) or rules (ruling)")
 
     def fields(self) -> dict[str, object]:
         wire: dict[str, object] = {"request": self.request.value}
-        if self.ruling is not None and self.verdict is not None:
+        if self.ruling is not None:
             wire["ruling"] = self.ruling
             wire["verdict"] = self.verdict
+        if self.evidence is not None:
+            wire["evidence"] = self.evidence.value
+            wire["deadline"] = self.deadline
         return wire
 
     def apply(self, store: Store) -> None:
@@ -300,7 +315,7 @@ class Dispute(_Base):
             if judged.verdict != self.verdict:
                 raise MalformedError(f"the dispute entry says {self.verdict!r}, its ruling "
                                      f"{judged.verdict!r}")  # fmt: skip
-        store.dispute_request(self.request, self.verdict)
+        store.dispute_request(self.request, self.verdict, deadline=self.deadline)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,7 +456,12 @@ def _dispute(r: MapReader, at: int) -> AnyEvent:
         return Dispute(
             at=at, request=request, ruling=r.binary("ruling"), verdict=r.text("verdict", 32)
         )
-    return Dispute(at=at, request=request, ruling=None, verdict=None)
+    return Dispute(
+        at=at,
+        request=request,
+        evidence=Digest(r.binary("evidence", 32)),
+        deadline=r.integer("deadline", 0, MAX_AMOUNT),
+    )
 
 
 def _slash(r: MapReader, at: int) -> AnyEvent:

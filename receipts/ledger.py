@@ -4,7 +4,8 @@ Settlement layer, on top of the verifier (``receipts.verifier``), the store (``r
 and the log (``receipts.tlog``). A request's life:
 
     held -> claimed (challenge window open) -> released
-      |        '-> disputed -> released (challenge rejected) | refunded + bond slashed
+      |        '-> disputed -> released (challenge rejected, or no ruling by the deadline)
+      |                     '-> refunded + bond slashed (provider fault)
       '-> refunded (expired unclaimed)
 
 Each operation checks its input first (signatures, verifier rungs: no lock held), then, inside
@@ -18,6 +19,11 @@ Claim procedure, numbered once (the same names appear in errors and docs/settlem
   (c3) state    the request is held (a second receipt, or the same one again, is refused)
   (c4) expiry   the claim arrives before the request expires
   (c5) binding  model, inputs, provider, asset and amount are what the payer authorized
+
+Opening a dispute (with an evidence bundle from ``receipts dispute``; a ruling needs none):
+  (d1) receipt  the bundle disputes this receipt, which commits to a trace
+  (d2) bisection its transcript is chained, signed by its challenger, consistent with the root
+  (d3) payer    the challenger is the payer of the claimed request
 
     ledger = Ledger.create(Path("ledger.db"), LedgerRules(origin="example.com/ledger"))
     ledger.deposit(payer.key_id, "credit", 1000); ledger.hold(request_bytes)
@@ -34,6 +40,7 @@ from receipts import codec
 from receipts.batch import batch_digest, make_batch
 from receipts.codec import MapReader
 from receipts.digests import Digest, Value
+from receipts.dispute import check_transcript
 from receipts.effects import Clock, SystemClock
 from receipts.envelope import Envelope
 from receipts.errors import (
@@ -62,9 +69,10 @@ from receipts.events import (
     Slash,
     decode_event,
 )
+from receipts.evidence import Evidence
 from receipts.keys import PublicKey
 from receipts.model import LoadedModel
-from receipts.receipt import receipt_id
+from receipts.receipt import Receipt, receipt_id
 from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, read_ruling
 from receipts.report import RUNGS, Policy, Report, Status
 from receipts.request import SignedRequest, check_binding, read_request
@@ -237,13 +245,13 @@ class Ledger:
         if r.max_amount > MAX_AMOUNT:
             raise LimitError("the ledger holds amounts up to 2^63-1")
         with self.store.transaction():
-            now = self.clock.now_ms()
-            if now >= r.expires_at:
-                raise ExpiredError(f"request {signed.id} expired at {r.expires_at} (now {now})")
             if self.store.request(signed.id) is not None:
                 raise ReplayError(f"request {signed.id} is already held")
             if self.store.nonce_used(r.payer, r.nonce):
                 raise ReplayError(f"the payer already used nonce {r.nonce.hex()}")
+            now = self.clock.now_ms()
+            if now >= r.expires_at:
+                raise ExpiredError(f"request {signed.id} expired at {r.expires_at} (now {now})")
             _record(self.store, [Hold(at=now, request=signed)])
         return signed
 
@@ -291,27 +299,47 @@ class Ledger:
 
     # -- disputes ---------------------------------------------------------------------------
 
-    def dispute(self, data: bytes, ruling: bytes | None = None) -> Disputed:
-        """Open a dispute on a claimed receipt inside its window, or resolve it with a ruling
-        signed by one of the ledger's referees."""
-        rid = receipt_id(Envelope.from_bytes(data).payload)
-        verdict = None
+    def dispute(
+        self, data: bytes, ruling: bytes | None = None, *, evidence: Evidence | None = None
+    ) -> Disputed:
+        """Open a dispute on a claimed receipt inside its window with the payer's evidence
+        bundle (steps d1-d3), or resolve one with a ruling signed by one of the ledger's
+        referees. An opened dispute without a ruling by its deadline (one challenge window
+        later) is released by ``settle``: the burden of a ruling is on the one who disputes."""
+        envelope = Envelope.from_bytes(data)
+        rid = receipt_id(envelope.payload)
         if not self.rules.referees:
-            # Without a referee no ruling can ever resolve a dispute, and settle never releases
-            # a disputed claim: opening one would lock its hold for good.
+            # Without a referee no ruling can ever resolve a dispute: refuse to open one.
             raise PolicyError("this ledger trusts no referee, so it cannot take a dispute")
+        verdict = None
         if ruling is not None:
             judged = read_ruling(ruling, trusted=self.rules.referees).ruling
             if judged.receipt != rid:
                 raise BindingError(f"the ruling is about receipt {judged.receipt}, not {rid}")
             verdict = judged.verdict
+        elif evidence is not None:
+            _check_evidence(evidence, envelope, rid)  # (d1), (d2)
+        else:
+            raise PolicyError(
+                "opening a dispute needs the payer's evidence bundle (`receipts dispute`) "
+                "or a referee's ruling"
+            )
         with self.store.transaction():
             row = self.store.request_by_receipt(rid)
             if row is None:
                 raise StateError(f"receipt {rid} has no claim in this ledger")
+            if evidence is not None and evidence.challenger.key_id != row.payer:  # (d3)
+                raise BindingError("the evidence was made by a key other than the payer's")
             now = self.clock.now_ms()
             self._check_disputable(row, now, with_ruling=ruling is not None)
-            events = self._dispute_events(row, now, ruling, verdict)
+            if ruling is None:
+                assert evidence is not None
+                events: list[AnyEvent] = [
+                    Dispute(at=now, request=row.id, evidence=evidence.digest,
+                            deadline=now + self.rules.window_ms)
+                ]  # fmt: skip
+            else:
+                events = self._dispute_events(row, now, ruling, verdict)
             _record(self.store, events)
         slashed = sum(e.amount for e in events if isinstance(e, Slash))
         outcome = {None: "open", PROVIDER_FAULT: "refunded", CHALLENGE_REJECTED: "released"}
@@ -384,6 +412,10 @@ class Ledger:
             if not stored:
                 raise InputError("the log has no checkpoint yet (run `receipts log checkpoint`)")
             made = self.store.batches()
+            if made and made[-1][1] not in stored:
+                raise StateError(
+                    f"the checkpoint at the last batch's end ({made[-1][1]}) is missing"
+                )
             old = stored[made[-1][1]] if made else None
             batch = make_batch(self.store, self.rules.origin, old=old, new=stored[max(stored)])
             data = batch.encode()
@@ -429,6 +461,23 @@ def _record(store: Store, events: Sequence[AnyEvent]) -> int:
         event.apply(store)
         index = store.append(event.encode())
     return index
+
+
+def _check_evidence(evidence: Evidence, envelope: Envelope, rid: Digest) -> None:
+    """(d1) the bundle disputes this receipt; (d2) its transcript is a well-formed bisection
+    signed by the challenger and chained to the receipt (the referee checks the rest)."""
+    if receipt_id(Envelope.from_bytes(evidence.receipt).payload) != rid:
+        raise BindingError("the evidence bundle disputes another receipt")
+    receipt = Receipt.decode(envelope.payload)
+    if receipt.trace is None:
+        raise BindingError("the receipt commits to no trace, so it cannot be disputed")
+    check_transcript(
+        evidence.transcript,
+        receipt,
+        rid,
+        challenger=evidence.challenger,
+        provider=envelope.signature.public_key,
+    )
 
 
 def _require_rungs(report: Report) -> None:

@@ -115,7 +115,9 @@ class Store(Protocol):
         self, request: Digest, *, receipt: Digest, provider: bytes, amount: int, window_ends: int
     ) -> None: ...
     def close_request(self, request: Digest, state: str, *, hold: int) -> None: ...
-    def dispute_request(self, request: Digest, verdict: str | None) -> None: ...
+    def dispute_request(
+        self, request: Digest, verdict: str | None, *, deadline: int | None = None
+    ) -> None: ...
     def request(self, request: Digest) -> RequestRow | None: ...
     def signed_request(self, request: Digest) -> bytes: ...
     def request_by_receipt(self, receipt: Digest) -> RequestRow | None: ...
@@ -191,18 +193,29 @@ class SqliteStore:
         self._depth += 1
         try:
             yield
-        except BaseException:
+        except BaseException as e:
             self._depth -= 1
-            with _sql(self.path):
-                if self._depth:
-                    self._db.execute(f"ROLLBACK TO {name}")
-                    self._db.execute(f"RELEASE {name}")
-                else:
-                    self._db.execute("ROLLBACK")
+            self._roll_back(name)
+            if isinstance(e, sqlite3.Error) and not isinstance(e, sqlite3.IntegrityError):
+                raise StorageError(f"ledger {self.path}: {e}") from e  # disk full, I/O
             raise
         self._depth -= 1
+        try:
+            with _sql(self.path):
+                self._db.execute(f"RELEASE {name}" if self._depth else "COMMIT")
+        except StorageError:
+            self._roll_back(name)  # a failed COMMIT can leave the transaction open
+            raise
+
+    def _roll_back(self, name: str) -> None:
+        if not self._db.in_transaction:
+            return
         with _sql(self.path):
-            self._db.execute(f"RELEASE {name}" if self._depth else "COMMIT")
+            if self._depth:
+                self._db.execute(f"ROLLBACK TO {name}")
+                self._db.execute(f"RELEASE {name}")
+            else:
+                self._db.execute("ROLLBACK")
 
     # -- ledger state -----------------------------------------------------------------------
 
@@ -311,11 +324,16 @@ class SqliteStore:
         if cur.rowcount != 1:
             raise StateError(f"request {request} cannot become {state} from its state")
 
-    def dispute_request(self, request: Digest, verdict: str | None) -> None:
+    def dispute_request(
+        self, request: Digest, verdict: str | None, *, deadline: int | None = None
+    ) -> None:
+        """Mark a claim disputed; an opening sets the ruling deadline (kept in ``window_ends``),
+        after which settle releases the claim if no ruling came."""
         cur = self._db.execute(
-            "UPDATE requests SET state = 'disputed', verdict = ? "
+            "UPDATE requests SET state = 'disputed', verdict = ?, "
+            "window_ends = coalesce(?, window_ends) "
             "WHERE id = ? AND state IN ('claimed', 'disputed')",
-            (verdict, request.value),
+            (verdict, deadline, request.value),
         )
         if cur.rowcount != 1:
             raise StateError(f"request {request} has no open claim to dispute")
@@ -348,7 +366,8 @@ class SqliteStore:
 
     def due(self, now: int, limit: int) -> list[RequestRow]:
         return self._select(
-            "WHERE state = 'claimed' AND window_ends <= ? ORDER BY window_ends, id LIMIT ?",
+            "WHERE state IN ('claimed', 'disputed') AND window_ends <= ? "
+            "ORDER BY window_ends, id LIMIT ?",
             (now, limit),
         )
 

@@ -199,14 +199,14 @@ def test_settlement_fixtures_verify_with_the_log_key_alone() -> None:
         (folder / "checkpoint-old.txt").read_bytes(),
         log_key,
     )
-    assert (old.size, new.size) == (11, 13)
+    assert (old.size, new.size) == (12, 14)
     batch, signed = verify_batch(
         (folder / "batch.cosigned").read_bytes(),
         log_key,
         Committee.load(folder / "committee.json"),
         threshold=2,
     )
-    assert (batch.first, batch.end, len(signed.signers)) == (0, 13, 2)
+    assert (batch.first, batch.end, len(signed.signers)) == (0, 14, 2)
 
 
 def test_settlement_fixture_log_rebuilds_a_conserved_ledger() -> None:
