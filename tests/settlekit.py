@@ -2,11 +2,13 @@
 
 Everything is real: a SQLite ledger file under the test's tmp_path, onnxruntime runs of the mlp
 fixture, Ed25519 signatures by seeded keys (payer: seeded(6), log: seeded(7)) and the committed
-provider and referee fixture keys, a clock the test moves by hand.
+provider and referee fixture keys, a clock the test moves by hand. Traced runs keep their trace
+files in folders beside the ledger file, so the payer can package evidence to open a dispute.
 
     world = World(tmp_path / "ledger.db")
     signed = world.held(max_amount=50); receipt = world.issue(signed, fee=7)
     world.ledger.claim(receipt, model=mlp()); refused(world.store, StateError, lambda: ...)
+    signed, receipt = world.claimed(traced=True); world.open_dispute(receipt)
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ import pytest
 
 from receipts import codec
 from receipts.digests import Digest, TensorMapDigest
+from receipts.dispute import dispute_locally
 from receipts.effects import RandomBytes, seeded
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.errors import ReceiptsError
+from receipts.evidence import Evidence
 from receipts.keys import PrivateKey
-from receipts.ledger import Claimed, Ledger, LedgerRules
+from receipts.ledger import Claimed, Disputed, Ledger, LedgerRules
 from receipts.meter import Price
 from receipts.model import LoadedModel
-from receipts.provider import ModelSession, Provider
+from receipts.provider import TRACE_FILE, Issued, ModelSession, Provider
 from receipts.receipt import Receipt, receipt_id
 from receipts.reconcile import state_of
 from receipts.referee import PROVIDER_SIGNED, RULING_PAYLOAD_TYPE, Ruling
 from receipts.request import SignedRequest, make_request
 from receipts.store import Store
+from receipts.trace import TraceReader
 from tests.conftest import fixture_inputs, fixture_key, fixture_model
 
 NOW = 1_790_000_000_000
@@ -45,6 +50,9 @@ FEE = 7
 PAYER = PrivateKey.generate("ed25519", random_bytes=seeded(6))
 OTHER_PAYER = PrivateKey.generate("ed25519", random_bytes=seeded(8))
 LOG_KEY = PrivateKey.generate("ed25519", random_bytes=seeded(7))
+# The challenger's own recomputation lies at this node, so even an honest provider's trace
+# diverges: the ledger checks only that the evidence is the payer's well-formed bisection.
+LIE_AT = "#1"
 
 
 class HandClock:
@@ -102,6 +110,10 @@ class World:
         self.ledger = Ledger.create(path, rules(**overrides), clock=self.clock)
         self._nonces = seeded(b"settlement-requests")
         self._sessions: dict[tuple[int, bytes], ModelSession] = {}
+        self._runs = path.parent / f"{path.stem}-runs"
+        self._traces: dict[bytes, Path] = {}  # receipt bytes -> its trace file
+        self._payers: dict[Digest, PrivateKey] = {}  # request id -> the payer who signed it
+        self._evidence: dict[tuple[bytes, bytes], Evidence] = {}
 
     @property
     def store(self) -> Store:
@@ -128,13 +140,15 @@ class World:
             "provider": None,
             **terms,
         }
-        return make_request(
+        signed = make_request(
             payer,
             max_amount=max_amount,
             expires_at=self.clock.ms + ttl,
             random_bytes=random_bytes or self._nonces,
             **args,
         )
+        self._payers[signed.id] = payer
+        return signed
 
     def held(self, **kwargs: Any) -> SignedRequest:
         return self.ledger.hold(self.request(**kwargs).to_bytes())
@@ -155,26 +169,64 @@ class World:
         return self._sessions[slot]
 
     def issue(
-        self, signed: SignedRequest | None, fee: int = FEE, key: PrivateKey | None = None
+        self,
+        signed: SignedRequest | None,
+        fee: int = FEE,
+        key: PrivateKey | None = None,
+        *,
+        traced: bool = False,
     ) -> bytes:
-        """The provider's honest receipt for ``signed`` (the provider checks the request)."""
-        return self.session(fee, key).run(mlp_inputs(), request=signed).to_bytes()
+        """The provider's honest receipt for ``signed`` (the provider checks the request);
+        ``traced``: it commits to a trace, whose file is kept for the payer's evidence."""
+        issued = self.session(fee, key).run(mlp_inputs(), request=signed, trace=traced)
+        return self._kept(issued, issued.to_bytes())
 
-    def forge(self, signed: SignedRequest | None, fee: int = FEE, **changes: Any) -> bytes:
+    def forge(
+        self, signed: SignedRequest | None, fee: int = FEE, *, traced: bool = False, **changes: Any
+    ) -> bytes:
         """A receipt the provider signs without checking the request: run unbound, then rebind
         to ``signed`` (and apply ``changes``) and sign again with the provider key."""
-        issued = self.session(fee).run(mlp_inputs())
+        issued = self.session(fee).run(mlp_inputs(), trace=traced)
         bound = replace(issued.receipt, request=None if signed is None else signed.id, **changes)
-        return sign_receipt(bound)
+        return self._kept(issued, sign_receipt(bound))
+
+    def _kept(self, issued: Issued, data: bytes) -> bytes:
+        """``data``, with the trace of a traced run written to a folder of its own."""
+        if issued.trace is not None:
+            folder = self._runs / str(len(self._traces))
+            issued.write(folder)
+            self._traces[data] = folder / TRACE_FILE
+        return data
+
+    def evidence(self, receipt: bytes, challenger: PrivateKey | None = None) -> Evidence:
+        """The evidence bundle disputing a traced ``receipt``, made by ``challenger`` (default:
+        the payer of the receipt's request) lying at node ``LIE_AT``; made once per pair."""
+        if challenger is None:
+            bound = Receipt.decode(Envelope.from_bytes(receipt).payload).request
+            challenger = self._payers[bound] if bound is not None else PAYER
+        slot = (receipt, challenger.public_key.key_id)
+        if slot not in self._evidence:
+            with TraceReader.open(self._traces[receipt]) as trace:
+                found = dispute_locally(
+                    receipt, mlp(), mlp_inputs(), trace, challenger, inject_fault=LIE_AT
+                )
+            self._evidence[slot] = found.evidence
+        return self._evidence[slot]
+
+    def open_dispute(self, receipt: bytes) -> Disputed:
+        """The payer opens a dispute on a claimed traced ``receipt`` with its evidence."""
+        return self.ledger.dispute(receipt, evidence=self.evidence(receipt))
 
     def claim(self, receipt: bytes) -> Claimed:
         return self.ledger.claim(receipt, model=mlp())
 
     def claimed(
-        self, fee: int = FEE, key: PrivateKey | None = None, **kwargs: Any
+        self, fee: int = FEE, key: PrivateKey | None = None, *, traced: bool = False, **kwargs: Any
     ) -> tuple[SignedRequest, bytes]:
+        """A held request and the receipt claimed for it (``traced``: disputable with
+        ``evidence``/``open_dispute``)."""
         signed = self.held(**kwargs)
-        receipt = self.issue(signed, fee, key)
+        receipt = self.issue(signed, fee, key, traced=traced)
         self.claim(receipt)
         return signed, receipt
 

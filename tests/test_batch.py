@@ -62,7 +62,8 @@ COMMITTEE = Committee(members=tuple(k.member() for k in AUDITORS))
 
 def _round(w: World, n: int) -> None:
     """One round of business: releases with a remainder, an expiry refund, a provider fault
-    (refund and slash) and a rejected challenge, from two payers to two providers."""
+    (refund and slash), a challenge opened with the payer's evidence and rejected by a ruling,
+    and one released at its deadline for want of a ruling, from two payers to two providers."""
     payers = (PAYER, OTHER_PAYER)
     for i in range(3):
         w.claimed(fee=3 + i + n, key=(provider_key(), SECOND_PROVIDER)[i % 2], max_amount=20,
@@ -70,11 +71,15 @@ def _round(w: World, n: int) -> None:
     w.held(max_amount=9, ttl=1000, payer=payers[n % 2])
     _, faulty = w.claimed(fee=5, max_amount=12, key=SECOND_PROVIDER)
     w.ledger.dispute(faulty, ruling(faulty, PROVIDER_FAULT))
-    _, challenged = w.claimed(fee=4, max_amount=6, payer=OTHER_PAYER)
-    w.ledger.dispute(challenged)
-    w.clock.advance(WINDOW_MS)
-    w.ledger.settle()
+    _, challenged = w.claimed(fee=4, max_amount=6, payer=OTHER_PAYER, traced=True)
+    w.open_dispute(challenged)
+    _, lapsed = w.claimed(fee=2, max_amount=6, key=SECOND_PROVIDER, traced=True)
+    w.open_dispute(lapsed)
+    w.clock.advance(WINDOW_MS // 2)
     w.ledger.dispute(challenged, ruling(challenged, CHALLENGE_REJECTED))
+    w.clock.advance(WINDOW_MS // 2)
+    done = w.ledger.settle()
+    assert (len(done.released), len(done.refunded)) == (4, 1)  # three runs and `lapsed`
 
 
 def _funded(path: Path) -> World:

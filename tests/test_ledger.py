@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from hypothesis import strategies as st
 from receipts import codec
 from receipts.checkpoint import verify_inclusion_proof
 from receipts.digests import Digest
+from receipts.dispute import DISPUTE_PAYLOAD_TYPE
 from receipts.effects import seeded
 from receipts.envelope import Envelope
 from receipts.errors import (
     BindingError,
     DigestMismatchError,
+    DisputeError,
     ExpiredError,
     InputError,
     LimitError,
@@ -40,6 +43,7 @@ from receipts.errors import (
 )
 from receipts.events import MAX_AMOUNT, Claim, Deposit, Dispute, Hold, Release, decode_event
 from receipts.files import StorageError
+from receipts.keys import PrivateKey
 from receipts.ledger import Ledger, LedgerRules
 from receipts.receipt import Receipt
 from receipts.reconcile import audit, replay, state_of
@@ -71,6 +75,7 @@ from tests.settlekit import (
 PAYER_ID = PAYER.public_key.key_id
 PROVIDER_ID = provider_key().public_key.key_id
 STRANGER = fixture_key("other_ed25519")
+CHALLENGER = fixture_key("challenger_ed25519")
 
 
 @pytest.fixture
@@ -217,9 +222,10 @@ def _ruling_on_another_receipt(w: World) -> Callable[[], object]:
 
 
 def _dispute_after_window(w: World) -> Callable[[], object]:
-    _, receipt = w.claimed()
+    _, receipt = w.claimed(traced=True)
+    evidence = w.evidence(receipt)
     w.clock.advance(WINDOW_MS)
-    return lambda: w.ledger.dispute(receipt)
+    return lambda: w.ledger.dispute(receipt, evidence=evidence)
 
 
 def _ruling_after_window(w: World) -> Callable[[], object]:
@@ -229,14 +235,71 @@ def _ruling_after_window(w: World) -> Callable[[], object]:
 
 
 def _dispute_twice(w: World) -> Callable[[], object]:
-    _, receipt = w.claimed()
-    w.ledger.dispute(receipt)
-    return lambda: w.ledger.dispute(receipt)
+    _, receipt = w.claimed(traced=True)
+    w.open_dispute(receipt)
+    return lambda: w.open_dispute(receipt)
 
 
 def _dispute_unclaimed(w: World) -> Callable[[], object]:
-    receipt = w.issue(w.held())
+    receipt = w.issue(w.held(), traced=True)
+    evidence = w.evidence(receipt)
+    return lambda: w.ledger.dispute(receipt, evidence=evidence)
+
+
+def _dispute_released_by_its_deadline(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed(traced=True)
+    w.open_dispute(receipt)
+    w.clock.advance(WINDOW_MS)
+    assert len(w.ledger.settle().released) == 1
+    return lambda: w.open_dispute(receipt)
+
+
+def _dispute_without_evidence(w: World) -> Callable[[], object]:
+    _, receipt = w.claimed(traced=True)
     return lambda: w.ledger.dispute(receipt)
+
+
+def _evidence_about_another_receipt(w: World) -> Callable[[], object]:
+    _, first = w.claimed(traced=True)
+    _, second = w.claimed(traced=True)
+    evidence = w.evidence(second)
+    return lambda: w.ledger.dispute(first, evidence=evidence)
+
+
+def _evidence_by(challenger: PrivateKey) -> Case:
+    """Well-formed evidence on a claimed receipt, made by ``challenger`` (not its payer)."""
+
+    def case(w: World) -> Callable[[], object]:
+        _, receipt = w.claimed(traced=True)
+        evidence = w.evidence(receipt, challenger)
+        return lambda: w.ledger.dispute(receipt, evidence=evidence)
+
+    return case
+
+
+def _tampered_transcript(tamper: Callable[[tuple[bytes, ...]], tuple[bytes, ...]]) -> Case:
+    def case(w: World) -> Callable[[], object]:
+        _, receipt = w.claimed(traced=True)
+        evidence = w.evidence(receipt)
+        forged = replace(evidence, transcript=tamper(evidence.transcript))
+        assert forged.transcript != evidence.transcript
+        return lambda: w.ledger.dispute(receipt, evidence=forged)
+
+    return case
+
+
+def _resigned_message(transcript: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The first message signed again by a key outside the dispute: chained and well-formed."""
+    first = Envelope.from_bytes(transcript[0], payload_type=DISPUTE_PAYLOAD_TYPE)
+    again = Envelope.sign(first.payload_type, first.payload, STRANGER).to_bytes()
+    return (again, *transcript[1:])
+
+
+def _evidence_for_an_untraced_receipt(w: World) -> Callable[[], object]:
+    _, traced = w.claimed(traced=True)
+    _, untraced = w.claimed()
+    evidence = replace(w.evidence(traced), receipt=untraced)  # names the untraced receipt
+    return lambda: w.ledger.dispute(untraced, evidence=evidence)
 
 
 def _dispute_released(w: World) -> Callable[[], object]:
@@ -308,6 +371,56 @@ REFUSALS: dict[str, tuple[Case, type[ReceiptsError], str | None]] = {
     "ruling_after_the_window": (_ruling_after_window, ExpiredError, "window .* closed"),
     "dispute_twice_without_a_ruling": (_dispute_twice, StateError, "awaits a ruling"),
     "dispute_of_an_unclaimed_receipt": (_dispute_unclaimed, StateError, "has no claim"),
+    "dispute_again_after_its_deadline_released_it": (
+        _dispute_released_by_its_deadline,
+        StateError,
+        "is released",
+    ),
+    "dispute_with_neither_ruling_nor_evidence": (
+        _dispute_without_evidence,
+        PolicyError,
+        "evidence bundle",
+    ),
+    "evidence_about_another_receipt": (
+        _evidence_about_another_receipt,
+        BindingError,
+        "another receipt",
+    ),
+    "evidence_made_by_a_key_other_than_the_payer": (
+        _evidence_by(CHALLENGER),
+        BindingError,
+        "other than the payer",
+    ),
+    "evidence_made_by_another_payer_of_the_ledger": (
+        _evidence_by(OTHER_PAYER),
+        BindingError,
+        "other than the payer",
+    ),
+    "evidence_transcript_without_its_opening": (
+        _tampered_transcript(lambda t: t[:-1]),
+        DisputeError,
+        "request and its opening",
+    ),
+    "evidence_transcript_with_a_message_dropped": (
+        _tampered_transcript(lambda t: (t[0], *t[2:])),
+        DisputeError,
+        "does not follow",
+    ),
+    "evidence_transcript_message_signed_by_an_outsider": (
+        _tampered_transcript(_resigned_message),
+        DisputeError,
+        "outside the dispute",
+    ),
+    "evidence_transcript_message_with_a_broken_signature": (
+        _tampered_transcript(lambda t: (flip_signature(t[0], DISPUTE_PAYLOAD_TYPE), *t[1:])),
+        DisputeError,
+        "transcript message 0",
+    ),
+    "evidence_for_a_receipt_without_a_trace": (
+        _evidence_for_an_untraced_receipt,
+        BindingError,
+        "no trace",
+    ),
     "ruling_on_a_settled_dispute": (_dispute_released, StateError, "is released"),
     "claim_without_the_model": (_claim_without_model, PolicyError, "supply the model"),
     "claim_with_another_model": (_claim_with_other_model, DigestMismatchError, "model"),
@@ -343,10 +456,11 @@ def test_disputes_need_a_referee_to_ever_be_resolved(tmp_path: Path) -> None:
     _, receipt = w.claimed()
     with_ruling = ruling(receipt, PROVIDER_FAULT)
     refused(w.store, PolicyError, lambda: w.ledger.dispute(receipt, with_ruling), "no referee")
-    # Opening a dispute nobody can ever rule on would lock the hold for good.
-    refused(w.store, PolicyError, lambda: w.ledger.dispute(receipt), "trusts no referee")
+    # A dispute nobody can ever rule on could only ever lapse at its deadline: refused.
+    _, traced = w.claimed(traced=True)
+    refused(w.store, PolicyError, lambda: w.open_dispute(traced), "trusts no referee")
     w.clock.advance(WINDOW_MS)
-    assert len(w.ledger.settle().released) == 1
+    assert len(w.ledger.settle().released) == 2
 
 
 # --- what each operation does --------------------------------------------------------------
@@ -461,24 +575,87 @@ def test_a_challenge_rejected_ruling_releases_the_claim(world: World) -> None:
     assert (row.state, row.verdict) == ("released", CHALLENGE_REJECTED)
 
 
+def _opened(w: World, **kwargs: Any) -> tuple[SignedRequest, bytes, Dispute]:
+    """A traced claim, disputed by its payer with evidence 1 s into its window; the entry."""
+    signed, receipt = w.claimed(traced=True, **kwargs)
+    w.clock.advance(1000)
+    opened = w.open_dispute(receipt)
+    assert (opened.request, opened.outcome, opened.slashed) == (signed.id, "open", 0)
+    entry = w.ledger.history()[-1][1]
+    assert isinstance(entry, Dispute)
+    return signed, receipt, entry
+
+
+def test_an_opened_dispute_records_the_evidence_and_a_deadline_one_window_later(
+    world: World,
+) -> None:
+    signed, receipt, entry = _opened(world, max_amount=50)
+    assert entry.evidence == world.evidence(receipt).digest
+    assert entry.deadline == world.clock.ms + WINDOW_MS
+    assert (entry.ruling, entry.verdict) == (None, None)
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.hold, row.verdict, row.window_ends) == (
+        "disputed", 50, None, entry.deadline
+    )  # fmt: skip
+    audit(world.store)
+
+
+# When the ruling comes, in ms after the dispute was opened (its deadline is WINDOW_MS later).
+RULED_AT = {"inside_the_claims_window": 1, "after_the_claims_window": WINDOW_MS - 1000,
+            "after_the_deadline_before_settle": WINDOW_MS}  # fmt: skip
+
+
+@pytest.mark.parametrize("wait", RULED_AT.values(), ids=RULED_AT)
 @pytest.mark.parametrize(("verdict", "state"), [(PROVIDER_FAULT, "refunded"),
                                                 (CHALLENGE_REJECTED, "released")])  # fmt: skip
-def test_an_open_dispute_holds_past_its_window_until_a_ruling(
-    world: World, verdict: str, state: str
+def test_a_ruling_resolves_an_open_dispute_until_settle_releases_it(
+    world: World, verdict: str, state: str, wait: int
 ) -> None:
-    signed, receipt = world.claimed(max_amount=50)
-    opened = world.ledger.dispute(receipt)
-    assert (opened.outcome, opened.slashed) == ("open", 0)
-    world.clock.advance(10 * WINDOW_MS)
-    assert world.ledger.settle().released == []  # a disputed claim is not released by time
+    signed, receipt, _ = _opened(world, fee=9, max_amount=50)
+    world.clock.advance(wait - 1)
+    assert world.ledger.settle().released == []  # not before the deadline, past the window
+    world.clock.advance(1)
+    resolved = world.ledger.dispute(receipt, ruling(receipt, verdict))
+    assert (resolved.request, resolved.outcome) == (signed.id, state)
+    row = world.store.request(signed.id)
+    assert row is not None
+    assert (row.state, row.verdict, row.hold) == (state, verdict, 0)
+    fault = verdict == PROVIDER_FAULT
+    assert resolved.slashed == (SLASH if fault else 0)
+    assert balance(world, PROVIDER_ID, "earnings") == (0 if fault else 9)
+    assert balance(world, PAYER_ID, "deposit") == (1000 + SLASH if fault else 1000 - 9)
+    assert balance(world, PROVIDER_ID, "bond") == (100 - SLASH if fault else 100)
+    world.clock.advance(WINDOW_MS)
+    assert world.ledger.settle().released == []  # resolved once, not released again
+    audit(world.store)
+
+
+def test_an_open_dispute_without_a_ruling_is_released_by_settle_at_its_deadline(
+    world: World,
+) -> None:
+    signed, receipt, entry = _opened(world, fee=9, max_amount=50)
+    assert entry.deadline is not None
+    world.clock.ms = entry.deadline - 1
+    assert world.ledger.settle().released == []  # the claim's own window closed 1 s ago
     row = world.store.request(signed.id)
     assert row is not None
     assert (row.state, row.hold) == ("disputed", 50)
-    resolved = world.ledger.dispute(receipt, ruling(receipt, verdict))
-    assert resolved.outcome == state
+    world.clock.advance(1)
+    assert world.ledger.settle().released == [signed.id]
+    release = world.ledger.history()[-1][1]
+    assert release == Release(at=entry.deadline, request=signed.id, provider=PROVIDER_ID,
+                              payer=PAYER_ID, asset="credit", amount=9, remainder=41)  # fmt: skip
+    assert balance(world, PROVIDER_ID, "earnings") == 9
+    assert balance(world, PAYER_ID, "deposit") == 1000 - 9
+    assert balance(world, PROVIDER_ID, "bond") == 100  # no ruling, no slash
     row = world.store.request(signed.id)
     assert row is not None
-    assert row.state == state
+    assert (row.state, row.hold, row.verdict) == ("released", 0, None)
+    for verdict in (PROVIDER_FAULT, CHALLENGE_REJECTED):  # too late: the burden was the payer's
+        late = partial(world.ledger.dispute, receipt, ruling(receipt, verdict))
+        refused(world.store, StateError, late, "released")
+    assert world.ledger.settle().released == []
     audit(world.store)
 
 
@@ -613,7 +790,7 @@ def _mixed_scenario(w: World) -> list[Callable[[], object]]:
 
     def claim(name: str, fee: int, **kw: Any) -> Callable[[], object]:
         def step() -> None:
-            state[name] = w.issue(w.held(**kw), fee)
+            state[name] = w.issue(w.held(**kw), fee, traced=True)
             w.claim(state[name])
 
         return step
@@ -625,12 +802,14 @@ def _mixed_scenario(w: World) -> list[Callable[[], object]]:
         claim("a", 11, max_amount=40),
         claim("b", 3, max_amount=40),
         claim("c", 40, max_amount=40, payer=OTHER_PAYER),
+        claim("d", 5, max_amount=40),
         lambda: w.held(max_amount=30, ttl=1000),
-        lambda: w.ledger.dispute(state["b"]),
+        lambda: w.open_dispute(state["b"]),  # no ruling comes: released at its deadline
+        lambda: w.open_dispute(state["d"]),
         lambda: w.ledger.dispute(state["c"], ruling(state["c"], PROVIDER_FAULT)),
+        lambda: w.ledger.dispute(state["d"], ruling(state["d"], CHALLENGE_REJECTED)),
         lambda: w.clock.advance(WINDOW_MS),
         w.ledger.settle,
-        lambda: w.ledger.dispute(state["b"], ruling(state["b"], CHALLENGE_REJECTED)),
         lambda: w.ledger.log.checkpoint(LOG_KEY),
         w.ledger.make_batch,
         lambda: w.ledger.deposit(PAYER_ID, "credit", 1),
@@ -643,10 +822,10 @@ def test_every_step_of_a_mixed_scenario_conserves_money(world: World) -> None:
         step()
         checked = audit(world.store)
         assert checked.log_size == world.store.size()
-    assert audit(world.store).requests == {"released": 2, "refunded": 2}
+    assert audit(world.store).requests == {"released": 3, "refunded": 2}
     supply = 1000 + 100 + 500 + 70 + 25 + 1
     assert world.store.assets() == {"credit": supply}
-    assert balance(world, PROVIDER_ID, "earnings") == 11 + 3
+    assert balance(world, PROVIDER_ID, "earnings") == 11 + 3 + 5
     assert balance(world, PROVIDER_ID, "bond") == 125 - SLASH
     assert balance(world, OTHER_PAYER.public_key.key_id, "deposit") == 70 + SLASH
 
@@ -660,6 +839,28 @@ def test_the_log_alone_rebuilds_the_same_ledger(world: World) -> None:
     assert Log(rebuilt, ORIGIN).root() == world.ledger.log.root()
     audit(rebuilt)
     assert [decode_event(e).encode() for e in entries] == entries  # every entry is canonical
+
+
+def test_the_log_rebuilds_an_evidence_dispute_and_its_deadline_release(world: World) -> None:
+    signed, _, opening = _opened(world, fee=9, max_amount=50)
+    assert opening.deadline is not None
+    opened_at = world.store.size()
+    world.clock.ms = opening.deadline
+    assert world.ledger.settle().released == [signed.id]
+    entries = world.store.entries(0, world.store.size())
+    assert [type(decode_event(e)) for e in entries[opened_at - 1 :]] == [Dispute, Release]
+    rebuilt = replay(entries)
+    assert state_of(rebuilt) == state_of(world.store)
+    assert Log(rebuilt, ORIGIN).root() == world.ledger.log.root()
+    audit(rebuilt)
+    # Up to the opening, the rebuilt ledger holds the dispute with its deadline: a settle on
+    # it would release the claim at the deadline, not before.
+    until_opened = replay(entries[:opened_at])
+    row = until_opened.request(signed.id)
+    assert row is not None
+    assert (row.state, row.window_ends) == ("disputed", opening.deadline)
+    assert until_opened.due(opening.deadline - 1, 8) == []
+    assert [r.id for r in until_opened.due(opening.deadline, 8)] == [signed.id]
 
 
 def test_every_prefix_of_the_log_replays_to_a_ledger_that_audits(world: World) -> None:
@@ -865,16 +1066,18 @@ class Run:
         self.w = w
         self.requests: list[SignedRequest] = []
         self.receipts: list[bytes] = []
+        self.claimed: list[bytes] = []  # the receipts whose claim went through: disputable
 
     def op(self, op: tuple[Any, ...]) -> None:
         kind, before = op[0], state_of(self.w.store)
+        label = f"{kind} {op[2]}" if kind == "dispute" else kind
         try:
             outcome = "done" if self._do(kind, *op[1:]) else "skipped"
         except ReceiptsError as e:
             outcome = f"refused: {type(e).__name__}"
             assert "\n" not in str(e)
             assert state_of(self.w.store) == before, f"{kind} refused ({e}) but changed the ledger"
-        event(f"{kind} {outcome}")
+        event(f"{label} {outcome}")
         audit(self.w.store)
 
     def _do(self, kind: str, *args: Any) -> bool:
@@ -891,28 +1094,34 @@ class Run:
         if kind == "claim":
             signed = self.requests[args[0] % len(self.requests)]
             # The provider refuses over-max or expired runs itself: forge, so the ledger decides.
-            self.receipts.append(w.forge(signed, fee=args[1]))
+            self.receipts.append(w.forge(signed, fee=args[1], traced=True))
             w.claim(self.receipts[-1])
+            self.claimed.append(self.receipts[-1])
             return True
         if kind == "replay" and args[1]:
             w.ledger.hold(self.requests[args[0] % len(self.requests)].to_bytes())
             return True
-        if kind in ("replay", "dispute") and not self.receipts:
+        if (kind == "replay" and not self.receipts) or (kind == "dispute" and not self.claimed):
             return False
         if kind == "replay":
             w.claim(self.receipts[args[0] % len(self.receipts)])
         elif kind == "dispute":
-            receipt = self.receipts[args[0] % len(self.receipts)]
-            w.ledger.dispute(receipt, None if args[1] == "open" else ruling(receipt, args[1]))
+            receipt = self.claimed[args[0] % len(self.claimed)]
+            if args[1] == "open":
+                w.open_dispute(receipt)
+            else:
+                w.ledger.dispute(receipt, ruling(receipt, args[1]))
         elif kind == "settle":
-            w.ledger.settle()
+            disputed = {r.id for r in w.store.requests("disputed")}
+            if disputed & set(w.ledger.settle().released):
+                event("settle released a dispute at its deadline")
         else:
             w.clock.advance(args[0])
         return True
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -924,6 +1133,7 @@ def test_any_sequence_of_operations_conserves_money_and_replays(
     w.fund(deposit=200, bond=30)
     run = Run(w)
     run.requests += [w.held(max_amount=50), w.held(max_amount=20, ttl=WINDOW_MS)]
+    run.op(("claim", 0, FEE))  # so a dispute, with evidence or a ruling, has a claim from the start
     for op in ops:
         run.op(op)
     n = w.store.size()

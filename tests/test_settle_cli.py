@@ -17,14 +17,18 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from receipts.batch import CosignedBatch
+from receipts.dispute import dispute_locally
 from receipts.effects import FixedClock, seeded
 from receipts.envelope import Envelope
+from receipts.evidence import Evidence
 from receipts.meter import Price
-from receipts.provider import Provider
+from receipts.provider import TRACE_FILE, Provider
 from receipts.receipt import Receipt
 from receipts.request import read_request
+from receipts.trace import TraceReader
 from tests.conftest import FIXTURES
 from tests.settlekit import (
+    LIE_AT,
     LOG_KEY,
     NOW,
     ORIGIN,
@@ -95,18 +99,31 @@ class Desk:
            "--out", out, *extra, seed=seed, now=now)  # fmt: skip
         return out
 
-    def run(self, request: Path, fee: int = 7, now: int = NOW) -> Path:
+    def run(self, request: Path, fee: int = 7, now: int = NOW, *, traced: bool = False) -> Path:
         out = self.path(f"run-{request.stem}")
         ok("run", MODEL, "--input", INPUTS, "--key", PROVIDER_KEY, "--out", out, "--request",
-           request, "--base-fee", fee, now=now, seed=zlib.crc32(request.stem.encode()))  # fmt: skip
+           request, "--base-fee", fee, *(["--trace"] if traced else []), now=now,
+           seed=zlib.crc32(request.stem.encode()))  # fmt: skip
         return out / "receipt.rcpt"
 
-    def hold_and_claim(self, name: str, *, seed: int, fee: int = 7, max_amount: int = 50) -> Path:
+    def hold_and_claim(
+        self, name: str, *, seed: int, fee: int = 7, max_amount: int = 50, traced: bool = False
+    ) -> Path:
         request = self.request(name, "--max-amount", max_amount, seed=seed)
         ok("ledger", "hold", self.db, request)
-        receipt = self.run(request, fee)
+        receipt = self.run(request, fee, traced=traced)
         ok("ledger", "claim", self.db, receipt, "--model", MODEL)
         return receipt
+
+    def evidence(self, receipt: Path) -> Path:
+        """The payer's evidence bundle on a traced run's ``receipt`` (the payer lying at node
+        ``LIE_AT`` makes a divergence even from an honest provider)."""
+        out = receipt.with_suffix(".revd")
+        with TraceReader.open(receipt.parent / TRACE_FILE) as trace:
+            found = dispute_locally(receipt.read_bytes(), mlp(), mlp_inputs(), trace, PAYER,
+                                    inject_fault=LIE_AT)  # fmt: skip
+        found.evidence.write(out)
+        return out
 
 
 @pytest.fixture
@@ -132,33 +149,54 @@ PAYER_HEX = PAYER.public_key.key_id.hex()[:8]
 PROVIDER_HEX = provider_key().public_key.key_id.hex()[:8]
 
 
+def _request_id(receipt: Path) -> str:
+    return str(Receipt.decode(Envelope.from_bytes(receipt.read_bytes()).payload).request)
+
+
 def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     d = desk
     fair = d.hold_and_claim("fair", seed=1, fee=7)
     faulty = d.hold_and_claim("faulty", seed=2, fee=9)
-    challenged = d.hold_and_claim("challenged", seed=3, fee=4)
+    challenged = d.hold_and_claim("challenged", seed=3, fee=4, traced=True)
+    lapsed = d.hold_and_claim("lapsed", seed=5, fee=3, traced=True)
     expiring = d.request("expiring", "--max-amount", 20, "--expires-in", 30, seed=4)
     ok("ledger", "hold", d.db, expiring)
     d.path("fault.rrul").write_bytes(ruling(faulty.read_bytes(), "provider-fault"))
     d.path("rejected.rrul").write_bytes(ruling(challenged.read_bytes(), "challenge-rejected"))
+    d.path("late.rrul").write_bytes(ruling(lapsed.read_bytes(), "provider-fault"))
     shown = ok("ledger", "dispute", d.db, faulty, "--ruling", d.path("fault.rrul")).stdout
     assert "refunded by the ruling, 30 slashed from the bond" in shown
-    assert "waits for a ruling" in ok("ledger", "dispute", d.db, challenged).stdout
+    shown = ok("ledger", "dispute", d.db, challenged, "--evidence", d.evidence(challenged)).stdout
+    assert shown == (
+        f"request {_request_id(challenged)} disputed; a ruling is due within {WINDOW_S} s\n"
+    )
+    opened = NOW + 1000  # the deadline of `lapsed` is one window later: NOW + 61 s
+    shown = ok("ledger", "dispute", d.db, lapsed, "--evidence", d.evidence(lapsed),
+               now=opened).stdout  # fmt: skip
+    assert f"a ruling is due within {WINDOW_S} s" in shown
+    shown = ok("ledger", "dispute", d.db, challenged, "--ruling", d.path("rejected.rrul"),
+               now=NOW + WINDOW_S * 500).stdout  # fmt: skip
+    assert shown == f"request {_request_id(challenged)} released by the ruling\n"
     later = NOW + WINDOW_S * 1000
     assert ok("ledger", "settle", d.db, now=later).stdout == "released 1, refunded 1\n"
-    assert ok("ledger", "settle", d.db, now=later).stdout == "released 0, refunded 0\n"
-    shown = ok("ledger", "dispute", d.db, challenged, "--ruling", d.path("rejected.rrul"),
-               now=later).stdout  # fmt: skip
-    assert "released by the ruling" in shown
+    deadline = opened + WINDOW_S * 1000
+    assert ok("ledger", "settle", d.db, now=deadline - 1).stdout == "released 0, refunded 0\n"
+    assert ok("ledger", "settle", d.db, now=deadline).stdout == "released 1, refunded 0\n"
+    assert ok("ledger", "settle", d.db, now=deadline).stdout == "released 0, refunded 0\n"
+    refused(1, "ledger", "dispute", d.db, lapsed, "--ruling", d.path("late.rrul"),
+            now=deadline, match="is released")  # fmt: skip
     balances = _balances(d)
-    assert balances[PROVIDER_HEX, "earnings"] == 7 + 4
+    assert balances[PROVIDER_HEX, "earnings"] == 7 + 4 + 3
     assert balances[PROVIDER_HEX, "bond"] == 100 - 30
-    assert balances[PAYER_HEX, "deposit"] == 1000 - 7 - 4 + 30
+    assert balances[PAYER_HEX, "deposit"] == 1000 - 7 - 4 - 3 + 30
     text = ok("ledger", "balances", d.db).stdout
     assert "conserved: balances + holds = supply (1100 credit)" in text
     history = json.loads(ok("ledger", "history", d.db, "--json").stdout)
     kinds = [e["kind"] for e in history]
-    assert kinds.count("claim") == 3 and kinds.count("slash") == 1 and kinds[0] == "open"
+    assert kinds.count("claim") == 4 and kinds.count("slash") == 1 and kinds[0] == "open"
+    assert kinds.count("dispute") == 4 and kinds.count("release") == 3
+    opening = next(e for e in history if e["kind"] == "dispute" and e.get("deadline") == deadline)
+    assert opening["evidence"] == Evidence.read(lapsed.with_suffix(".revd")).digest.value.hex()
     assert [e["index"] for e in history] == list(range(len(history)))
     lines = ok("ledger", "history", d.db).stdout.splitlines()
     assert len(lines) == len(history)
@@ -208,8 +246,8 @@ def test_batches_through_the_command_line(desk: Desk) -> None:
     refused(2, "batch", "make", d.db, match="no checkpoint")
     ok("log", "checkpoint", d.db, "--key", d.log_key)
     auditors = [d.path(f"auditor{n}.pem") for n in (1, 2, 3)]
-    for auditor in auditors:
-        made = ok("keygen", "--scheme", "bls12-381", auditor)
+    for n, auditor in enumerate(auditors):  # keygen draws from the injected seed: one each
+        made = ok("keygen", "--scheme", "bls12-381", auditor, seed=40 + n)
         assert len(made.stdout.strip()) == 96  # the 48-byte public key, in hex
     committee = d.path("committee.json")
     ok("batch", "committee", *[f"{a}.pub" for a in auditors], "--out", committee)
@@ -262,7 +300,8 @@ def _forged_over_max(request: Path, fee: int) -> bytes:
 
 def test_refusals_by_the_rules_exit_1_with_one_line(desk: Desk) -> None:
     d = desk
-    receipt = d.hold_and_claim("a", seed=1)
+    receipt = d.hold_and_claim("a", seed=1, traced=True)
+    evidence = d.evidence(receipt)
     before = d.db.read_bytes(), _balances(d)
     refused(1, "ledger", "hold", d.db, d.path("a.rreq"), match="already held")
     refused(1, "ledger", "claim", d.db, receipt, "--model", MODEL, match="already claimed")
@@ -282,7 +321,11 @@ def test_refusals_by_the_rules_exit_1_with_one_line(desk: Desk) -> None:
     refused(1, "ledger", "hold", d.db, big, match="the change needs 10000")
     expired = d.request("expired", "--max-amount", 5, "--expires-in", 1, seed=7)
     refused(1, "ledger", "hold", d.db, expired, now=NOW + 1000, match="expired at")
-    refused(1, "ledger", "dispute", d.db, receipt, now=NOW + WINDOW_S * 1000, match="closed")
+    refused(1, "ledger", "dispute", d.db, receipt, match="needs the payer's evidence bundle")
+    refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence,
+            now=NOW + WINDOW_S * 1000, match="closed")  # fmt: skip
+    d.path("junk.revd").write_bytes(b"not an evidence bundle")
+    refused(2, "ledger", "dispute", d.db, receipt, "--evidence", d.path("junk.revd"))
     d.path("stranger.rrul").write_bytes(
         ruling(receipt.read_bytes(), "provider-fault", signer=LOG_KEY)
     )
