@@ -166,6 +166,8 @@ def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
             fields[name] = [_referee_id(v) for v in value]
         elif name in _PAYLOAD_TYPES and isinstance(value, bytes) and len(value) > 32:
             fields[name] = str(signed_digest(name, value))
+        elif name in ("request", "evidence", "digest") and isinstance(value, bytes):
+            fields[name] = str(Digest(value))
         else:
             fields[name] = _plain(value)
     return fields

@@ -51,6 +51,7 @@ from receipts.errors import (
     MalformedError,
     PolicyError,
     ReplayError,
+    SignatureError,
     StateError,
     UnknownAssetError,
 )
@@ -306,6 +307,8 @@ class Ledger:
         bundle (steps d1-d3), or resolve one with a ruling signed by one of the ledger's
         referees. An opened dispute without a ruling by its deadline (one challenge window
         later) is released by ``settle``: the burden of a ruling is on the one who disputes."""
+        if ruling is not None and evidence is not None:
+            raise InputError("give the evidence to open a dispute or the ruling to settle it")
         envelope = Envelope.from_bytes(data)
         rid = receipt_id(envelope.payload)
         if not self.rules.referees:
@@ -469,6 +472,8 @@ def _check_evidence(evidence: Evidence, envelope: Envelope, rid: Digest) -> None
     if receipt_id(Envelope.from_bytes(evidence.receipt).payload) != rid:
         raise BindingError("the evidence bundle disputes another receipt")
     receipt = Receipt.decode(envelope.payload)
+    if envelope.verify_signature(None).key_id != receipt.provider:
+        raise SignatureError("the receipt names a provider other than its signer")
     if receipt.trace is None:
         raise BindingError("the receipt commits to no trace, so it cannot be disputed")
     check_transcript(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from receipts.errors import StateError
 from receipts.events import decode_event
 from receipts.merkle import leaf_hash, node_hash
-from receipts.store import STATES, SqliteStore, Store
+from receipts.store import STATES, RequestRow, SqliteStore, Store
 
 _OPEN = ("held", "claimed", "disputed")
 
@@ -41,14 +41,17 @@ def state_of(store: Store) -> LedgerState:
         balances=tuple(
             sorted((b.account, b.asset, b.kind, b.amount) for b in store.balances() if b.amount)
         ),
-        requests=tuple(
-            sorted(
-                (r.id.value, r.state, r.hold, r.amount, r.receipt and r.receipt.value, r.verdict)
-                for r in store.requests()
-            )
-        ),
+        requests=tuple(sorted(_request_state(r) for r in store.requests())),
         log_size=store.size(),
     )
+
+
+def _request_state(r: RequestRow) -> tuple[object, ...]:
+    """Every column of a request row: a moved deadline or a swapped payer must show."""
+    return (
+        r.id.value, r.payer, r.nonce, r.asset, r.max_amount, r.hold, r.expires_at, r.provider,
+        r.state, r.receipt and r.receipt.value, r.claimed_by, r.amount, r.window_ends, r.verdict,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

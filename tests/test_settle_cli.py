@@ -196,7 +196,7 @@ def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     assert kinds.count("claim") == 4 and kinds.count("slash") == 1 and kinds[0] == "open"
     assert kinds.count("dispute") == 4 and kinds.count("release") == 3
     opening = next(e for e in history if e["kind"] == "dispute" and e.get("deadline") == deadline)
-    assert opening["evidence"] == Evidence.read(lapsed.with_suffix(".revd")).digest.value.hex()
+    assert opening["evidence"] == str(Evidence.read(lapsed.with_suffix(".revd")).digest)
     assert [e["index"] for e in history] == list(range(len(history)))
     lines = ok("ledger", "history", d.db).stdout.splitlines()
     assert len(lines) == len(history)
