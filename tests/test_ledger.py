@@ -1141,3 +1141,37 @@ def test_any_sequence_of_operations_conserves_money_and_replays(
     checked = audit(w.store)
     assert sum(checked.requests.values()) == len(w.store.requests())
     w.ledger.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE requests SET window_ends = window_ends + 10000000 WHERE state = 'held'",
+        "UPDATE requests SET expires_at = expires_at + 1 WHERE state = 'held'",
+        "UPDATE requests SET payer = zeroblob(32) WHERE state = 'held'",
+    ],
+    ids=["deadline_moved", "expiry_moved", "payer_swapped"],
+)
+def test_a_moved_column_passes_audit_but_not_replay(
+    world: World, tmp_path: Path, sql: str
+) -> None:
+    """Deadlines, expiries and parties decide payments: replay must see them changed."""
+    world.fund()
+    signed = world.held(max_amount=50)
+    if "window_ends" in sql:  # give the held row a deadline to move: claim it
+        world.claim(world.issue(signed))
+        sql = sql.replace("state = 'held'", "state = 'claimed'")
+    copy = _copy(world, tmp_path)
+    _raw(copy, sql)
+    store = SqliteStore.open_file(copy)
+    assert state_of(replay(store.entries(0, store.size()))) != state_of(store)
+    store.close()
+
+
+def test_a_dispute_takes_evidence_or_a_ruling_not_both(world: World) -> None:
+    world.fund()
+    _, receipt = world.claimed(traced=True)
+    both = lambda: world.ledger.dispute(  # noqa: E731
+        receipt, ruling(receipt, PROVIDER_FAULT), evidence=world.evidence(receipt)
+    )
+    refused(world.store, InputError, both, "not both|or the ruling")
