@@ -74,11 +74,23 @@ def _ledger(ctx: click.Context, db: Path) -> Iterator[Ledger]:
 
 
 def _amount_options(fn: click.decorators.FC) -> click.decorators.FC:
+    fn = click.option(
+        "--reference", help="Your payment id: a retry with the same one is refused, not paid twice."
+    )(fn)
     fn = click.option("--asset", required=True, help="The asset, as the ledger names it.")(fn)
     fn = click.option("--amount", type=click.IntRange(1, 2**63 - 1), required=True)(fn)
     return click.option(
         "--account", type=existing, required=True, help="The account's public key (.pub)."
     )(fn)
+
+
+def _reference(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    if not 1 <= len(data) <= 64:
+        raise InputError("a reference is 1..64 bytes of UTF-8")
+    return data
 
 
 # -- ledger -----------------------------------------------------------------------------------
@@ -131,10 +143,14 @@ def init(
 @db_argument
 @_amount_options
 @click.pass_context
-def deposit(ctx: click.Context, db: Path, account: Path, amount: int, asset: str) -> None:
+def deposit(
+    ctx: click.Context, db: Path, account: Path, amount: int, asset: str, reference: str | None
+) -> None:
     """Credit AMOUNT of ASSET to a payer's deposit."""
     with _ledger(ctx, db) as led:
-        index = led.deposit(PublicKey.load(account).key_id, asset, amount)
+        index = led.deposit(
+            PublicKey.load(account).key_id, asset, amount, reference=_reference(reference)
+        )
     click.echo(f"deposited {amount} {asset} (log entry {index})")
 
 
@@ -142,10 +158,14 @@ def deposit(ctx: click.Context, db: Path, account: Path, amount: int, asset: str
 @db_argument
 @_amount_options
 @click.pass_context
-def bond(ctx: click.Context, db: Path, account: Path, amount: int, asset: str) -> None:
+def bond(
+    ctx: click.Context, db: Path, account: Path, amount: int, asset: str, reference: str | None
+) -> None:
     """Lock AMOUNT of ASSET as a provider's bond (slashable on a proven fault)."""
     with _ledger(ctx, db) as led:
-        index = led.bond(PublicKey.load(account).key_id, asset, amount)
+        index = led.bond(
+            PublicKey.load(account).key_id, asset, amount, reference=_reference(reference)
+        )
     click.echo(f"bonded {amount} {asset} (log entry {index})")
 
 
@@ -483,4 +503,4 @@ def committee_command(members: tuple[Path, ...], out: Path) -> None:
 
 
 batch_group.add_command(committee_command)
-_ = (InputError, check_batch)
+_ = check_batch

@@ -131,6 +131,7 @@ class Deposit(_Base):
     account: bytes
     asset: str
     amount: int
+    reference: bytes | None = None  # the depositor's idempotency key: applied at most once
     kind = "deposit"
 
     def __post_init__(self) -> None:
@@ -139,11 +140,22 @@ class Deposit(_Base):
         _amount(self.amount, "amount")
         if self.amount == 0:
             raise MalformedError("a deposit moves a positive amount")
+        if self.reference is not None and not 1 <= len(self.reference) <= 64:
+            raise MalformedError("a deposit reference is 1..64 bytes")
 
     def fields(self) -> dict[str, object]:
-        return {"account": self.account, "asset": self.asset, "amount": self.amount}
+        wire: dict[str, object] = {
+            "account": self.account,
+            "asset": self.asset,
+            "amount": self.amount,
+        }
+        if self.reference is not None:
+            wire["reference"] = self.reference
+        return wire
 
     def apply(self, store: Store) -> None:
+        if self.reference is not None:
+            store.use_reference(self.reference)
         store.add_supply(self.asset, self.amount)
         store.add_balance(self.account, self.asset, self.kind, self.amount)
 
@@ -411,6 +423,7 @@ def _money(kind: type[Deposit], r: MapReader, at: int) -> Deposit:
         account=r.binary("account", 32),
         asset=r.text("asset", 64),
         amount=r.integer("amount", 0, MAX_AMOUNT),
+        reference=r.binary("reference", max_len=64) if r.has("reference") else None,
     )
 
 

@@ -220,19 +220,37 @@ class Ledger:
 
     # -- money in ---------------------------------------------------------------------------
 
-    def deposit(self, account: bytes, asset: str, amount: int) -> int:
-        """Credit a payer's deposit; returns the log index of the entry."""
-        return self._money(Deposit, account, asset, amount)
+    def deposit(
+        self, account: bytes, asset: str, amount: int, *, reference: bytes | None = None
+    ) -> int:
+        """Credit a payer's deposit; returns the log index of the entry. ``reference`` (the
+        depositor's payment id) makes a retry after a crash safe: it applies at most once."""
+        return self._money(Deposit, account, asset, amount, reference)
 
-    def bond(self, account: bytes, asset: str, amount: int) -> int:
+    def bond(
+        self, account: bytes, asset: str, amount: int, *, reference: bytes | None = None
+    ) -> int:
         """Lock a provider's bond, slashable on a proven fault; returns the log index."""
-        return self._money(Bond, account, asset, amount)
+        return self._money(Bond, account, asset, amount, reference)
 
-    def _money(self, kind: type[Deposit], account: bytes, asset: str, amount: int) -> int:
+    def _money(
+        self,
+        kind: type[Deposit],
+        account: bytes,
+        asset: str,
+        amount: int,
+        reference: bytes | None,
+    ) -> int:
         self._check_asset(asset)
         if not 0 < amount <= MAX_AMOUNT:
             raise LimitError(f"amount must be in [1, 2^63-1], got {amount}")
-        event = kind(at=self.clock.now_ms(), account=account, asset=asset, amount=amount)
+        event = kind(
+            at=self.clock.now_ms(),
+            account=account,
+            asset=asset,
+            amount=amount,
+            reference=reference,
+        )
         with self.store.transaction():
             return _record(self.store, [event])
 

@@ -68,6 +68,7 @@ CREATE TABLE nodes (
     PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
 CREATE TABLE batches (first INTEGER PRIMARY KEY, end INTEGER NOT NULL, digest BLOB NOT NULL);
+CREATE TABLE refs (ref BLOB PRIMARY KEY) WITHOUT ROWID;
 """
 
 
@@ -107,6 +108,7 @@ class Store(Protocol):
     def open(self, event: Open) -> None: ...
     def assets(self) -> dict[str, int]: ...
     def add_supply(self, asset: str, amount: int) -> None: ...
+    def use_reference(self, reference: bytes) -> None: ...
     def add_balance(self, account: bytes, asset: str, kind: str, delta: int) -> None: ...
     def balance(self, account: bytes, asset: str, kind: str) -> int: ...
     def balances(self) -> list[Balance]: ...
@@ -247,6 +249,15 @@ class SqliteStore:
             if asset in self.assets():
                 raise LimitError(f"the supply of {asset} would overflow 2^63-1")
             raise UnknownAssetError(f"the ledger does not hold the asset {asset!r}")
+
+    def use_reference(self, reference: bytes) -> None:
+        """Record a depositor's idempotency key; a second use is a replay."""
+        try:
+            self._db.execute("INSERT INTO refs VALUES (?)", (reference,))
+        except sqlite3.IntegrityError as e:
+            raise ReplayError(
+                f"a deposit with reference {reference.hex()} was already applied"
+            ) from e
 
     def add_balance(self, account: bytes, asset: str, kind: str, delta: int) -> None:
         """Move ``delta`` into (or, negative, out of) a balance; the CHECK refuses overdrafts."""

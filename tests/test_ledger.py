@@ -1175,3 +1175,18 @@ def test_a_dispute_takes_evidence_or_a_ruling_not_both(world: World) -> None:
         receipt, ruling(receipt, PROVIDER_FAULT), evidence=world.evidence(receipt)
     )
     refused(world.store, InputError, both, "not both|or the ruling")
+
+
+@pytest.mark.parametrize("kind", ["deposit", "bond"])
+def test_a_retried_deposit_with_its_reference_is_refused_and_changes_nothing(
+    world: World, kind: str
+) -> None:
+    """A client that crashed after the commit retries with the same payment id: not paid twice."""
+    put = world.ledger.deposit if kind == "deposit" else world.ledger.bond
+    before = world.store.balance(PAYER_ID, "credit", kind)
+    put(PAYER_ID, "credit", 40, reference=b"payment-1")
+    refused(world.store, ReplayError, lambda: put(PAYER_ID, "credit", 40, reference=b"payment-1"),
+            "already applied")  # fmt: skip
+    put(PAYER_ID, "credit", 40, reference=b"payment-2")
+    assert world.store.balance(PAYER_ID, "credit", kind) == before + 80
+    assert state_of(replay(world.store.entries(0, world.store.size()))) == state_of(world.store)
