@@ -4,7 +4,8 @@ Settlement layer. Every state change of the ledger is one event; the ledger vali
 operation, turns it into events, and in one transaction applies each event to the store and
 appends its canonical encoding to the log. The log therefore holds everything the state is made
 of: ``replay`` applies a log's entries to an empty store and gets the same balances and requests
-back (the signed request and receipt bytes travel inside their events, so replay re-checks them).
+back. The signed requests, receipts and rulings travel inside their events; decoding an entry
+checks their form, and ``check()`` (which replay runs) their signatures.
 
     entry = Deposit(at=now, account=key.key_id, asset="credit", amount=100).encode()
     event = decode_event(entry)                 # strict: MalformedError and kin
@@ -17,7 +18,7 @@ drops a unit. Kinds: ``open`` (the ledger's parameters, entry 0), ``deposit``, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from receipts import codec
@@ -27,7 +28,7 @@ from receipts.envelope import Envelope
 from receipts.errors import MalformedError, SignatureError, UnsupportedVersionError
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import read_ruling
-from receipts.request import SignedRequest, read_request
+from receipts.request import SignedRequest, read_stored_request
 
 if TYPE_CHECKING:
     from receipts.store import Store
@@ -59,6 +60,8 @@ class Event(Protocol):
 
     def fields(self) -> dict[str, object]: ...
 
+    def check(self) -> None: ...
+
     def apply(self, store: Store) -> None: ...
 
     def encode(self) -> bytes: ...
@@ -78,6 +81,10 @@ class _Base:
 
     def fields(self) -> dict[str, object]:
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Re-check the signatures the entry carries (replay and audits call this; the live
+        ledger checked them, and more, before it recorded the entry)."""
 
     def encode(self) -> bytes:
         wire: dict[str, object] = {
@@ -176,6 +183,9 @@ class Hold(_Base):
     def fields(self) -> dict[str, object]:
         return {"request": self.request.to_bytes()}
 
+    def check(self) -> None:
+        self.request.envelope.verify_signature(None)  # the payer named in it (SignedRequest)
+
     def apply(self, store: Store) -> None:
         r = self.request.request
         store.add_balance(r.payer, r.asset, "deposit", -r.max_amount)
@@ -190,18 +200,21 @@ class Claim(_Base):
     request: Digest
     receipt: bytes  # the receipt envelope, exactly as claimed
     window_ends: int
+    # The ledger passes the receipt its verifier already decoded; a decoded entry decodes it.
+    parsed: Receipt | None = field(default=None, compare=False, repr=False)
     kind = "claim"
 
     def __post_init__(self) -> None:
         _amount(self.window_ends, "window end")
+        if self.parsed is None:
+            object.__setattr__(self, "parsed", Receipt.decode(self._envelope().payload))
 
-    @property
-    def parsed(self) -> Receipt:
-        return Receipt.decode(Envelope.from_bytes(self.receipt).payload)
+    def _envelope(self) -> Envelope:
+        return Envelope.from_bytes(self.receipt)
 
     @property
     def receipt_id(self) -> Digest:
-        return receipt_id(Envelope.from_bytes(self.receipt).payload)
+        return receipt_id(self._envelope().payload)
 
     def fields(self) -> dict[str, object]:
         return {
@@ -210,15 +223,18 @@ class Claim(_Base):
             "window_ends": self.window_ends,
         }
 
-    def apply(self, store: Store) -> None:
-        envelope = Envelope.from_bytes(self.receipt)
-        receipt = Receipt.decode(envelope.payload)
-        # Replay re-checks what it can without the model: the provider's signature.
-        if envelope.verify_signature(None).key_id != receipt.provider:
+    def check(self) -> None:
+        """What a replay can re-check without the model: the named provider signed it."""
+        assert self.parsed is not None
+        if self._envelope().verify_signature(None).key_id != self.parsed.provider:
             raise SignatureError("the claimed receipt names a provider other than its signer")
+
+    def apply(self, store: Store) -> None:
+        receipt = self.parsed
+        assert receipt is not None
         store.claim_request(
             self.request,
-            receipt=receipt_id(envelope.payload),
+            receipt=self.receipt_id,
             provider=receipt.provider,
             amount=receipt.meter.amount,
             window_ends=self.window_ends,
@@ -321,12 +337,14 @@ class Dispute(_Base):
             wire["deadline"] = self.deadline
         return wire
 
-    def apply(self, store: Store) -> None:
-        if self.ruling is not None:  # replay re-checks the referee's signature and verdict
+    def check(self) -> None:
+        if self.ruling is not None:  # the referee's signature, and the verdict it signed
             judged = read_ruling(self.ruling).ruling
             if judged.verdict != self.verdict:
                 raise MalformedError(f"the dispute entry says {self.verdict!r}, its ruling "
                                      f"{judged.verdict!r}")  # fmt: skip
+
+    def apply(self, store: Store) -> None:
         store.dispute_request(self.request, self.verdict, deadline=self.deadline)
 
 
@@ -428,7 +446,7 @@ def _money(kind: type[Deposit], r: MapReader, at: int) -> Deposit:
 
 
 def _hold(r: MapReader, at: int) -> AnyEvent:
-    return Hold(at=at, request=read_request(r.binary("request")))
+    return Hold(at=at, request=read_stored_request(r.binary("request")))
 
 
 def _claim(r: MapReader, at: int) -> AnyEvent:

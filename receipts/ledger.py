@@ -32,9 +32,10 @@ Opening a dispute (with an evidence bundle from ``receipts dispute``; a ruling n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from receipts import codec
 from receipts.batch import batch_digest, make_batch
@@ -50,6 +51,7 @@ from receipts.errors import (
     LimitError,
     MalformedError,
     PolicyError,
+    ReceiptsError,
     ReplayError,
     SignatureError,
     StateError,
@@ -76,12 +78,15 @@ from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, read_ruling
 from receipts.report import RUNGS, Policy, Report, Status
-from receipts.request import SignedRequest, check_binding, read_request
+from receipts.request import SignedRequest, check_binding, read_request, read_stored_request
 from receipts.runtime import OrtRunner, RunnerFactory
 from receipts.store import RequestRow, SqliteStore, Store
 from receipts.tlog import Log
+from receipts.trace import TraceReader
 from receipts.verifier import Verifier
 
+A = TypeVar("A")
+R = TypeVar("R")
 DAY_MS = 24 * 3600 * 1000
 SETTLE_CHUNK = 256  # changes per settle transaction: one durable commit covers a chunk
 TensorMap = Mapping[str, Value]
@@ -258,21 +263,44 @@ class Ledger:
 
     def hold(self, data: bytes) -> SignedRequest:
         """Authorize a signed request and move its maximum from the payer's deposit to escrow."""
-        signed = read_request(data)  # signature checked before any lock is taken
-        r = signed.request
-        self._check_asset(r.asset)
-        if r.max_amount > MAX_AMOUNT:
-            raise LimitError("the ledger holds amounts up to 2^63-1")
+        signed = self._authorize(data)  # signature checked before any lock is taken
         with self.store.transaction():
-            if self.store.request(signed.id) is not None:
-                raise ReplayError(f"request {signed.id} is already held")
-            if self.store.nonce_used(r.payer, r.nonce):
-                raise ReplayError(f"the payer already used nonce {r.nonce.hex()}")
-            now = self.clock.now_ms()
-            if now >= r.expires_at:
-                raise ExpiredError(f"request {signed.id} expired at {r.expires_at} (now {now})")
-            _record(self.store, [Hold(at=now, request=signed)])
+            self._hold_locked(signed)
         return signed
+
+    def hold_many(self, requests: Sequence[bytes]) -> list[SignedRequest | ReceiptsError]:
+        """``hold`` for many requests in one durable commit (group commit): each is still
+        all-or-nothing (a savepoint), and a refused one is returned as its error in place of
+        its result while the others go through. Nothing is durable before the commit."""
+        checked = [_attempt(self._authorize, data) for data in requests]
+        with self.store.transaction():
+            return [
+                _attempt(self._hold_one, signed) if isinstance(signed, SignedRequest) else signed
+                for signed in checked
+            ]
+
+    def _authorize(self, data: bytes) -> SignedRequest:
+        signed = read_request(data)
+        self._check_asset(signed.request.asset)
+        if signed.request.max_amount > MAX_AMOUNT:
+            raise LimitError("the ledger holds amounts up to 2^63-1")
+        return signed
+
+    def _hold_one(self, signed: SignedRequest) -> SignedRequest:
+        with self.store.transaction():  # a savepoint inside hold_many's transaction
+            self._hold_locked(signed)
+        return signed
+
+    def _hold_locked(self, signed: SignedRequest) -> None:
+        r = signed.request
+        if self.store.request(signed.id) is not None:
+            raise ReplayError(f"request {signed.id} is already held")
+        if self.store.nonce_used(r.payer, r.nonce):
+            raise ReplayError(f"the payer already used nonce {r.nonce.hex()}")
+        now = self.clock.now_ms()
+        if now >= r.expires_at:
+            raise ExpiredError(f"request {signed.id} expired at {r.expires_at} (now {now})")
+        _record(self.store, [Hold(at=now, request=signed)])
 
     def claim(
         self,
@@ -281,29 +309,69 @@ class Ledger:
         model: LoadedModel | None = None,
         inputs: TensorMap | None = None,
         outputs: TensorMap | None = None,
+        trace: TraceReader | None = None,
     ) -> Claimed:
-        """Accept a provider's receipt for a held request (steps c1-c5); opens the window."""
-        report = self.verifier.check(data, model=model, inputs=inputs, outputs=outputs)
-        _require_rungs(report)  # (c1) rungs
-        receipt = report.receipt
-        assert receipt is not None and report.receipt_id is not None
-        rid = report.receipt_id
-        if receipt.request is None:  # (c2) request
-            raise BindingError("the receipt is bound to no request")
+        """Accept a provider's receipt for a held request (steps c1-c5); opens the window.
+        ``trace`` is the provider's trace file, for a ledger that requires the spot check."""
+        report = self._check_claim(data, model, inputs, outputs, trace)
         with self.store.transaction():
-            row = self.store.request(receipt.request)
-            if row is None:
-                raise BindingError(f"the receipt names request {receipt.request}, unknown here")
-            if row.state != "held":  # (c3) state
-                if row.receipt == rid:
-                    raise ReplayError(f"receipt {rid} was already claimed")
-                raise StateError(f"request {row.id} is {row.state}, not held")
-            now = self.clock.now_ms()
-            if now >= row.expires_at:  # (c4) expiry
-                raise ExpiredError(f"request {row.id} expired at {row.expires_at} (now {now})")
-            check_binding(self._signed(row), receipt)  # (c5) binding
-            ends = now + self.rules.window_ms
-            _record(self.store, [Claim(at=now, request=row.id, receipt=data, window_ends=ends)])
+            return self._claim_locked(data, report)
+
+    def claim_many(
+        self, receipts: Sequence[bytes], *, model: LoadedModel | None = None
+    ) -> list[Claimed | ReceiptsError]:
+        """``claim`` for many receipts of one model in one durable commit (group commit): the
+        verifier runs on each before the lock; each claim is all-or-nothing, and a refused one
+        is returned as its error in place of its result."""
+        checked = [
+            _attempt(lambda d: self._check_claim(d, model, None, None, None), data)
+            for data in receipts
+        ]
+        results: list[Claimed | ReceiptsError] = []
+        with self.store.transaction():
+            for data, report in zip(receipts, checked, strict=True):
+                if isinstance(report, ReceiptsError):
+                    results.append(report)
+                    continue
+                results.append(_attempt(self._claim_one, (data, report)))
+        return results
+
+    def _check_claim(
+        self,
+        data: bytes,
+        model: LoadedModel | None,
+        inputs: TensorMap | None,
+        outputs: TensorMap | None,
+        trace: TraceReader | None,
+    ) -> Report:
+        report = self.verifier.check(data, model=model, inputs=inputs, outputs=outputs, trace=trace)
+        _require_rungs(report)  # (c1) rungs
+        assert report.receipt is not None
+        if report.receipt.request is None:  # (c2) request
+            raise BindingError("the receipt is bound to no request")
+        return report
+
+    def _claim_one(self, item: tuple[bytes, Report]) -> Claimed:
+        with self.store.transaction():  # a savepoint inside claim_many's transaction
+            return self._claim_locked(*item)
+
+    def _claim_locked(self, data: bytes, report: Report) -> Claimed:
+        receipt, rid = report.receipt, report.receipt_id
+        assert receipt is not None and receipt.request is not None and rid is not None
+        row = self.store.request(receipt.request)
+        if row is None:  # (c2) request
+            raise BindingError(f"the receipt names request {receipt.request}, unknown here")
+        if row.state != "held":  # (c3) state
+            if row.receipt == rid:
+                raise ReplayError(f"receipt {rid} was already claimed")
+            raise StateError(f"request {row.id} is {row.state}, not held")
+        now = self.clock.now_ms()
+        if now >= row.expires_at:  # (c4) expiry
+            raise ExpiredError(f"request {row.id} expired at {row.expires_at} (now {now})")
+        check_binding(self._signed(row), receipt)  # (c5) binding
+        ends = now + self.rules.window_ms
+        claim = Claim(at=now, request=row.id, receipt=data, window_ends=ends, parsed=receipt)
+        _record(self.store, [claim])
         return Claimed(
             request=row.id,
             receipt=rid,
@@ -313,8 +381,9 @@ class Ledger:
         )
 
     def _signed(self, row: RequestRow) -> SignedRequest:
-        """The request as the payer signed it (kept beside its row when it was held)."""
-        return read_request(self.store.signed_request(row.id))
+        """The request as the payer signed it, kept beside its row by ``hold`` after
+        ``read_request`` verified it: decoded, not verified a second time."""
+        return read_stored_request(self.store.signed_request(row.id))
 
     # -- disputes ---------------------------------------------------------------------------
 
@@ -482,6 +551,14 @@ def _record(store: Store, events: Sequence[AnyEvent]) -> int:
         event.apply(store)
         index = store.append(event.encode())
     return index
+
+
+def _attempt(fn: Callable[[A], R], arg: A) -> R | ReceiptsError:
+    """``fn(arg)``, or the library error it raised: one item of a group commit."""
+    try:
+        return fn(arg)
+    except ReceiptsError as e:
+        return e
 
 
 def _check_evidence(evidence: Evidence, envelope: Envelope, rid: Digest) -> None:

@@ -113,10 +113,13 @@ def _check_log(store: Store, size: int) -> None:
 
 
 def replay(entries: Iterable[bytes]) -> SqliteStore:
-    """A fresh in-memory store holding what the entries, applied in order, make."""
+    """A fresh in-memory store holding what the entries, applied in order, make; every
+    signature the entries carry is checked again on the way."""
     store = SqliteStore.create(":memory:")
     with store.transaction():
         for entry in entries:
-            decode_event(entry).apply(store)
+            event = decode_event(entry)
+            event.check()
+            event.apply(store)
             store.append(entry)
     return store

@@ -203,6 +203,16 @@ def read_request(data: bytes, trusted: tuple[PublicKey, ...] | None = None) -> S
     return SignedRequest(envelope=envelope, request=Request.decode(envelope.payload), key=key)
 
 
+def read_stored_request(data: bytes) -> SignedRequest:
+    """A request read back from storage that holds only requests ``read_request`` verified
+    (the ledger's rows and log entries): decoded and checked for form as ``read_request`` does,
+    its signature not verified again (``SignedRequest.envelope.verify_signature`` does that).
+    Never for bytes from outside."""
+    envelope = Envelope.from_bytes(data, payload_type=REQUEST_PAYLOAD_TYPE)
+    key = envelope.signature.public_key
+    return SignedRequest(envelope=envelope, request=Request.decode(envelope.payload), key=key)
+
+
 def check_request_open(request: Request, now_ms: int) -> None:
     """Raise ``ExpiredError`` unless ``now_ms`` is before the request's expiry."""
     if now_ms >= request.expires_at:

@@ -64,6 +64,7 @@ from tests.settlekit import (
     HandClock,
     World,
     flip_signature,
+    mlp,
     provider_key,
     refused,
     rid,
@@ -918,16 +919,23 @@ def test_replay_refuses_a_log_whose_signed_records_do_not_verify(
     assert raised.type is error
 
 
-def test_a_hold_entry_with_a_broken_request_signature_does_not_decode(world: World) -> None:
+def test_a_hold_entry_with_a_broken_request_signature_fails_its_check_and_replay(
+    world: World,
+) -> None:
+    """Decoding reads the form; ``check`` (which replay runs) verifies the payer's signature."""
     world.held()
-    entry = world.store.entries(3, 4)[0]
-    hold = decode_event(entry)
+    entries = world.store.entries(0, world.store.size())
+    hold = decode_event(entries[3])
     assert isinstance(hold, Hold)
-    wire = codec.decode(entry)
+    hold.check()
+    wire = codec.decode(entries[3])
     assert isinstance(wire, dict)
     wire["request"] = flip_signature(hold.request.to_bytes(), REQUEST_PAYLOAD_TYPE)
+    broken = decode_event(codec.encode(wire))
     with pytest.raises(SignatureError):
-        decode_event(codec.encode(wire))
+        broken.check()
+    with pytest.raises(SignatureError):
+        replay([*entries[:3], codec.encode(wire)])
 
 
 def _copy(world: World, tmp_path: Path) -> Path:
@@ -1152,9 +1160,7 @@ def test_any_sequence_of_operations_conserves_money_and_replays(
     ],
     ids=["deadline_moved", "expiry_moved", "payer_swapped"],
 )
-def test_a_moved_column_passes_audit_but_not_replay(
-    world: World, tmp_path: Path, sql: str
-) -> None:
+def test_a_moved_column_passes_audit_but_not_replay(world: World, tmp_path: Path, sql: str) -> None:
     """Deadlines, expiries and parties decide payments: replay must see them changed."""
     world.fund()
     signed = world.held(max_amount=50)
@@ -1190,3 +1196,37 @@ def test_a_retried_deposit_with_its_reference_is_refused_and_changes_nothing(
     put(PAYER_ID, "credit", 40, reference=b"payment-2")
     assert world.store.balance(PAYER_ID, "credit", kind) == before + 80
     assert state_of(replay(world.store.entries(0, world.store.size()))) == state_of(world.store)
+
+
+def test_group_commits_apply_each_item_or_return_its_error(world: World) -> None:
+    """hold_many / claim_many: one durable commit, each item all-or-nothing, errors in place."""
+    world.fund()
+    share = world.store.balance(PAYER_ID, "credit", "deposit") // 2 - 1
+    good = [world.request(max_amount=share) for _ in range(2)]
+    too_big = world.request(max_amount=share)  # the deposit covers two holds, not three
+    held = world.ledger.hold_many(
+        [good[0].to_bytes(), good[0].to_bytes(), good[1].to_bytes(), too_big.to_bytes(), b"x"]
+    )
+    assert [type(r).__name__ for r in held] == [
+        "SignedRequest", "ReplayError", "SignedRequest", "OverdraftError", "MalformedError"
+    ]  # fmt: skip
+    assert world.store.request(too_big.id) is None
+    receipts = [world.issue(good[0]), world.issue(good[1])]
+    over = world.forge(good[1], fee=share + 1)  # over the request's maximum
+    claimed = world.ledger.claim_many([receipts[0], receipts[0], over, receipts[1]], model=mlp())
+    assert [type(r).__name__ for r in claimed] == [
+        "Claimed", "ReplayError", "BindingError", "Claimed"
+    ]  # fmt: skip
+    kinds = [e.kind for _, e in world.ledger.history()]
+    assert kinds.count("hold") == 2 and kinds.count("claim") == 2
+    audit(world.store)
+    assert state_of(replay(world.store.entries(0, world.store.size()))) == state_of(world.store)
+
+
+def test_a_group_commit_without_the_model_refuses_every_claim(world: World) -> None:
+    world.fund()
+    signed = world.held()
+    before = state_of(world.store)
+    results = world.ledger.claim_many([world.issue(signed)])
+    assert isinstance(results[0], PolicyError)
+    assert state_of(world.store) == before
