@@ -40,6 +40,17 @@ What is measured (subject vs baseline; details in ``bench/cases.py``):
    dispute over a provider-faulted light_resnet50 receipt, model pre-loaded; baseline: full
    re-execution as in (b). Goal <= 0.1x. Also reported: with ``load_model`` inside the call.
 
+5. Settlement (issue 4; ``bench/settle_run.py``). (a) Throughput: ``Ledger.hold`` +
+   ``Ledger.claim(receipt, model=model)`` per request and one ``Ledger.settle`` per block of
+   200, WAL with synchronous=FULL on a real file; baseline: the same rows as bare SQLite INSERTs
+   with the same commits. Goal: >= 1,000 requests/s (absolute); also reported, without a goal:
+   each block grouped into one outer transaction. (b) Proofs in a 1,000,000-entry log (cached in
+   ``bench/out``): ``Log.inclusion_path``, ``Log.prove``, ``verify_inclusion_proof``,
+   ``Log.prove_consistency``, ``verify_consistency_proof``; baselines: ``MerkleTree`` in memory
+   and ``receipts.merkle.verify_*`` on the same paths. Goal: each under 1 ms (absolute).
+   (c) ``verify_batch`` and ``verify_cosigned`` for 16 co-signers, threshold 11 (arkworks; the
+   py_ecc reference timed twice); baseline: 16 Ed25519 verifications of the batch digest.
+
 Method (``bench/harness.py``): warm up, then alternate baseline and subject blocks (order
 flipping every round), each block ~``block_seconds`` of back-to-back, individually timed calls;
 per round, the ratio of the two blocks' median calls; reported: the median of those ratios and
@@ -65,7 +76,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import breakdowns, cases, report, trace_breakdowns, trace_cases
+from bench import breakdowns, cases, report, settle_run, trace_breakdowns, trace_cases
 from bench.breakdowns import Breakdown
 from bench.harness import Case, Plan, Result, compare
 
@@ -82,6 +93,7 @@ PLANS = {
     "judge": Plan(blocks=12, block_seconds=0.25, warmup_seconds=0.3),
     "freivalds": Plan(blocks=30, block_seconds=0.1, warmup_seconds=0.3),
     "breakdown": Plan(blocks=5, block_seconds=0.0, warmup_seconds=0.0),
+    **settle_run.PLANS,  # family 5: settle, tlog, cosign, pyecc
 }
 QUICK = {
     "issue": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.2),
@@ -92,6 +104,7 @@ QUICK = {
     "judge": Plan(blocks=3, block_seconds=0.0, warmup_seconds=0.0),
     "freivalds": Plan(blocks=4, block_seconds=0.02, warmup_seconds=0.1),
     "breakdown": Plan(blocks=1, block_seconds=0.0, warmup_seconds=0.0),
+    **settle_run.QUICK,
 }
 
 
@@ -141,9 +154,12 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="receipts-bench-") as tmp:
         results, found = run_all(plans, Path(tmp))
         more, found_more = run_traces(plans, Path(tmp))
-    results, found = [*results, *more], [*found, *found_more]
+        settled, found_settled = settle_run.run_settlement(plans, Path(tmp), OUT.parent)
+    results, found = [*results, *more, *settled], [*found, *found_more, *found_settled]
     total = time.perf_counter() - start
-    print(report.header(machine), report.table(results), report.LEGEND, sep="\n\n")
+    print(
+        report.header(machine), report.table(results), report.LEGEND, settle_run.LEGEND, sep="\n\n"
+    )
     print(report.details(results), report.breakdown_text(found), sep="\n\n", end="\n\n")
     print(f"total runtime {total:.1f} s; JSON: {args.out}")
     report.write_json(
