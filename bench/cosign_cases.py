@@ -61,7 +61,7 @@ class Cosigned:
 
     @property
     def digest(self) -> bytes:
-        return batch_digest(self.batch.batch).value
+        return batch_digest(Batch.decode(self.batch.batch)).value
 
 
 def cosigned_batch(folder: Path, work: Workload) -> Cosigned:

@@ -115,6 +115,7 @@ def workload(blocks: int, block: int = BLOCK) -> Workload:
             provider=provider_key.public_key.key_id,
             expires_at=EXPIRES_MS,
             random_bytes=nonces,
+            ledger=RULES.origin,
         )
         issued = session.run(inputs, request=signed)
         items.append(

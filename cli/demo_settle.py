@@ -11,14 +11,16 @@ an entry and its growth, and three auditors co-sign the settlement batch (two of
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = "demo.example/ledger"
 MODEL = str(ROOT / "fixtures" / "models" / "convnet.onnx")
 INPUTS = str(ROOT / "fixtures" / "inputs" / "convnet.npz")
 Step = Callable[..., str]
-FAR_FUTURE_MS = "4102444800000"  # 2100-01-01: every challenge window has closed by then
+WINDOW_S = 30  # long enough to dispute run 4 in the demo, short enough to wait for
 
 
 def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
@@ -28,20 +30,21 @@ def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
     step("15. SETTLEMENT: a payer and the ledger's log make keys", "keygen", str(payer))
     step("16. (the log key signs checkpoints)", "keygen", str(log_key))
     step(
-        "17. the ledger opens: 1 h challenge window, 250000 slashed on a proven fault",
-        "ledger", "init", db, "--origin", "demo.example/ledger", "--window", "3600",
+        f"17. the ledger opens: {WINDOW_S} s challenge window, 250000 slashed on a proven fault",
+        "ledger", "init", db, "--origin", ORIGIN, "--window", str(WINDOW_S),
         "--slash", "250000", "--referee", f"{referee}.pub",
     )  # fmt: skip
     step("18. the payer deposits", "ledger", "deposit", db, "--account", f"{payer}.pub",
          "--amount", "10000000", "--asset", "credit")  # fmt: skip
     step("19. the provider posts a bond", "ledger", "bond", db, "--account", f"{key}.pub",
          "--amount", "1000000", "--asset", "credit")  # fmt: skip
-    receipts = []
+    receipts, windows_close = [], 0.0
     for n in range(1, 5):
         req, out = str(s / f"r{n}.rreq"), s / f"run{n}"
         step(f"20.{n} the payer signs request {n} (at most 2000000 credit)", "request", MODEL,
              "--input", INPUTS, "--payer-key", str(payer), "--max-amount", "2000000",
-             "--asset", "credit", "--provider", f"{key}.pub", "--out", req)  # fmt: skip
+             "--asset", "credit", "--provider", f"{key}.pub", "--ledger", ORIGIN,
+             "--out", req)  # fmt: skip
         step(f"21.{n} the ledger holds it in escrow", "ledger", "hold", db, req)
         drill = ["--trace", "--inject-fault", "relu2"] if n == 4 else []
         what = "runs the FAULT DRILL" if n == 4 else "runs it"
@@ -51,6 +54,8 @@ def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
         receipts.append(out / "receipt.rcpt")
         step(f"23.{n} the provider claims; the ledger checks signature, digests and meter",
              "ledger", "claim", db, str(out / "receipt.rcpt"), "--model", MODEL)  # fmt: skip
+        if n == 3:
+            windows_close = time.monotonic() + WINDOW_S + 1
     step("24. the same receipt claimed again: refused", "ledger", "claim", db, str(receipts[0]),
          "--model", MODEL, expect=1)  # fmt: skip
     faulty, evidence, ruling = s / "run4", s / "evidence4.revd", s / "ruling4.rrul"
@@ -63,8 +68,10 @@ def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
          str(referee), "--out", str(ruling))  # fmt: skip
     step("28. the ruling settles it: refund, bond slashed", "ledger", "dispute", db,
          str(faulty / "receipt.rcpt"), "--ruling", str(ruling))  # fmt: skip
-    step("29. the windows close; the other three are released", "ledger", "settle", db,
-         "--now", FAR_FUTURE_MS)  # fmt: skip
+    wait = max(0.0, windows_close - time.monotonic())
+    print(f"\n(waiting {wait:.0f} s for the other three challenge windows to close)")
+    time.sleep(wait)
+    step("29. the windows closed; the other three are released", "ledger", "settle", db)
     step("30. balances (conservation checked)", "ledger", "balances", db)
     step("31. the ledger rebuilt from its log alone", "ledger", "audit", db)
     log_proofs(s, db, log_key, step)

@@ -237,6 +237,7 @@ def run(
     "--allow-model", "also", type=existing, multiple=True, help="Also allowed (repeatable)."
 )
 @click.option("--expires-in", type=click.IntRange(1, 2**32), default=3600, show_default=True)
+@click.option("--ledger", help="The settlement ledger (its log origin) that may hold it.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @json_option
 @click.pass_context
@@ -250,6 +251,7 @@ def request(
     provider: Path | None,
     also: tuple[Path, ...],
     expires_in: int,
+    ledger: str | None,
     out: Path,
     as_json: bool,
 ) -> None:
@@ -271,6 +273,7 @@ def request(
         provider=PublicKey.load(provider).key_id if provider else None,
         expires_at=clock.now_ms() + expires_in * 1000,
         random_bytes=random_bytes,
+        ledger=ledger,
     )
     write_atomic(out, signed.to_bytes())
     _show_request(signed.envelope, signed.request, as_json=as_json, checked=True)
@@ -421,6 +424,7 @@ def _show_request(envelope: Envelope, req: Request, *, as_json: bool, checked: b
         "provider": None if req.provider is None else req.provider.hex(),  # None: any provider
         "nonce": req.nonce.hex(),
         "expires_at": req.expires_at,
+        "ledger": req.ledger,  # None: no ledger may hold it
     }
     if as_json:
         view = {
@@ -435,7 +439,9 @@ def _show_request(envelope: Envelope, req: Request, *, as_json: bool, checked: b
     lines = [f"request      {rid}{note}"]
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
-            text = "any" if item is None else render.safe(str(item))
+            text = (
+                ("none" if name == "ledger" else "any") if item is None else render.safe(str(item))
+            )
             lines.append(f"{name.replace('_', ' '):<12} {text}")
     click.echo("\n".join(lines))
 

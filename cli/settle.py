@@ -21,10 +21,10 @@ import click
 
 from cli import render
 from receipts.batch import (
+    Batch,
     Cosignature,
     aggregate_cosignatures,
     batch_digest,
-    check_batch,
     cosign_batch,
     verify_batch,
 )
@@ -323,7 +323,7 @@ def checkpoint(ctx: click.Context, db: Path, key: Path, out: Path | None) -> Non
     with _ledger(ctx, db) as led:
         note = led.log.checkpoint(PrivateKey.load(key))
     if out:
-        write_atomic(out, note)
+        write_atomic(out, note, replace=False)
     click.echo(note.decode(), nl=False)
 
 
@@ -380,7 +380,7 @@ def verify_proof(
 
 def _emit(text: bytes, out: Path | None) -> None:
     if out:
-        write_atomic(out, text)
+        write_atomic(out, text, replace=False)
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text.decode(), nl=False)
@@ -397,22 +397,27 @@ def batch_group() -> None:
 @batch_group.command("make")
 @db_argument
 @click.option("--out", type=new_file, help="Default: batch-FIRST-END.rbat beside DB.")
+@click.option("--again", type=click.IntRange(0), help="Make the recorded batch at FIRST again.")
 @click.pass_context
-def make(ctx: click.Context, db: Path, out: Path | None) -> None:
-    """Batch the entries since the last batch, up to the latest checkpoint."""
+def make(ctx: click.Context, db: Path, out: Path | None, again: int | None) -> None:
+    """Batch the entries since the last batch, up to the latest checkpoint (or, with --again,
+    write a batch made before once more)."""
+    if out is not None:
+        _check_new(out)  # before the batch is recorded: a failed write must not lose it
     with _ledger(ctx, db) as led:
-        data = led.make_batch()
-    batch = check_batch_unsigned(data)
-    target = out or db.with_name(f"batch-{batch[0]}-{batch[1]}.rbat")
-    write_atomic(target, data)
-    click.echo(f"wrote {target}: entries [{batch[0]}, {batch[1]}), digest {batch_digest(data)}")
+        data = led.make_batch() if again is None else led.recorded_batch(again)
+    batch = Batch.decode(data)
+    target = out or db.with_name(f"batch-{batch.first}-{batch.end}.rbat")
+    write_atomic(target, data, replace=False)
+    click.echo(f"wrote {target}: entries [{batch.first}, {batch.end}) of {batch.origin}, "
+               f"digest {batch_digest(batch)}")  # fmt: skip
 
 
-def check_batch_unsigned(data: bytes) -> tuple[int, int]:
-    from receipts.batch import Batch  # noqa: PLC0415 - a one-off read of the range
-
-    b = Batch.decode(data)
-    return b.first, b.end
+def _check_new(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        raise InputError(f"{path} already exists; refusing to replace it")
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent} is not a folder")
 
 
 @batch_group.command("cosign")
@@ -426,8 +431,8 @@ def cosign(batch: Path, bls_key: Path, log_key: Path, out: Path | None) -> None:
     key = BlsPrivateKey.load(bls_key)
     signature = cosign_batch(data, key, PublicKey.load(log_key))
     target = out or batch.with_name(f"{batch.name}.{key.public_key.raw.hex()[:8]}.sig")
-    write_atomic(target, signature.encode())
-    click.echo(f"checked and co-signed {batch_digest(data)}; wrote {target}")
+    write_atomic(target, signature.encode(), replace=False)
+    click.echo(f"checked and co-signed {signature.batch}; wrote {target}")
 
 
 @batch_group.command("aggregate")
@@ -440,7 +445,7 @@ def aggregate_command(batch: Path, signatures: tuple[Path, ...], out: Path | Non
     sigs = [Cosignature.decode(read_limited(p, 4096, "co-signature")) for p in signatures]
     cosigned = aggregate_cosignatures(data, sigs)
     target = out or batch.with_name(batch.name + ".cosigned")
-    write_atomic(target, cosigned.encode())
+    write_atomic(target, cosigned.encode(), replace=False)
     click.echo(f"aggregated {len(sigs)} co-signatures; wrote {target}")
 
 
@@ -449,7 +454,8 @@ def aggregate_command(batch: Path, signatures: tuple[Path, ...], out: Path | Non
 @click.option("--committee", type=existing, required=True, help="Committee file (JSON).")
 @click.option("--threshold", type=click.IntRange(1), required=True)
 @click.option("--log-key", type=existing, required=True, help="The log's public key (.pub).")
-@click.option("--db", type=existing, help="Also reconcile the payouts with this ledger.")
+@click.option("--origin", help="The log the batch must be of (default: the batch's own).")
+@click.option("--db", type=existing, help="Also check it is a batch this ledger made.")
 @json_option
 @click.pass_context
 def verify_command(
@@ -458,6 +464,7 @@ def verify_command(
     committee: Path,
     threshold: int,
     log_key: Path,
+    origin: str | None,
     db: Path | None,
     as_json: bool,
 ) -> None:
@@ -466,29 +473,37 @@ def verify_command(
     batch, signed = verify_batch(
         data, PublicKey.load(log_key), Committee.load(committee), threshold
     )
+    if origin is not None and batch.origin != origin:
+        raise ProofError(f"the batch is of log {batch.origin!r}, not {origin!r}")
     if db is not None:
         with _ledger(ctx, db) as led:
-            _reconcile(led, batch.first, batch.end, batch.checkpoint)
+            _reconcile(led, batch)
     payouts = [t for t in batch.totals if t.kind == "payout"]
     if as_json:
         click.echo(json.dumps({
-            "first": batch.first, "end": batch.end, "signers": len(signed.signers),
+            "origin": batch.origin, "first": batch.first, "end": batch.end,
+            "digest": str(batch_digest(batch)), "signers": len(signed.signers),
             "totals": [{"account": t.account.hex(), "asset": t.asset, "kind": t.kind,
                         "amount": t.amount, "count": t.count} for t in batch.totals]},
             indent=2))  # fmt: skip
         return
-    click.echo(f"ok: entries [{batch.first}, {batch.end}) co-signed by {len(signed.signers)} "
-               f"of the committee (threshold {threshold})")  # fmt: skip
+    click.echo(f"ok: entries [{batch.first}, {batch.end}) of {batch.origin} co-signed by "
+               f"{len(signed.signers)} of the committee (threshold {threshold})")  # fmt: skip
     for t in payouts:
         click.echo(f"  payout {t.amount} {t.asset} to {t.account.hex()[:16]}… ({t.count} receipts)")
 
 
-def _reconcile(led: Ledger, first: int, end: int, note: bytes) -> None:
-    """The batch's span is this ledger's log: same root at its end (so the same entries)."""
-    head = unverified_checkpoint(note)
-    if led.store.size() < end or led.log.root(end) != head.root:
+def _reconcile(led: Ledger, batch: Batch) -> None:
+    """The batch is one this ledger made and recorded (same span, same digest), so a payout
+    service paying recorded batches pays each span once; and its end is this log's root."""
+    recorded = {first: (end, digest) for first, end, digest in led.store.batches()}
+    if recorded.get(batch.first) != (batch.end, batch_digest(batch).value):
+        raise ProofError(f"entries [{batch.first}, {batch.end}) are not a batch this ledger made")
+    if batch.origin != led.rules.origin:
+        raise ProofError(f"the batch is of log {batch.origin!r}, this ledger's is "
+                         f"{led.rules.origin!r}")  # fmt: skip
+    if led.log.root(batch.end) != unverified_checkpoint(batch.checkpoint).root:
         raise ProofError("the batch does not match this ledger's log")
-    del first
 
 
 @click.command("committee")
@@ -496,6 +511,7 @@ def _reconcile(led: Ledger, first: int, end: int, note: bytes) -> None:
 @click.option("--out", type=new_file, required=True)
 def committee_command(members: tuple[Path, ...], out: Path) -> None:
     """Write a committee file from auditors' BLS public key files (proofs checked)."""
+    _check_new(out)
     committee = Committee(members=tuple(BlsMember.load(p) for p in members))
     committee.verify_pops()
     committee.save(out)
@@ -503,4 +519,3 @@ def committee_command(members: tuple[Path, ...], out: Path) -> None:
 
 
 batch_group.add_command(committee_command)
-_ = check_batch

@@ -27,10 +27,17 @@ from dataclasses import dataclass
 
 from receipts import codec
 from receipts.bls import BlsPrivateKey, BlsPublicKey, Committee, aggregate, verify_cosigned
+from receipts.bls_backends import default_backend
 from receipts.checkpoint import Checkpoint, unverified_checkpoint, verify_checkpoint
-from receipts.codec import MapReader
-from receipts.digests import Digest, digest_of
-from receipts.errors import InputError, MalformedError, ProofError, UnsupportedVersionError
+from receipts.codec import INT_MAX, MapReader
+from receipts.digests import Digest, record_digest
+from receipts.errors import (
+    InputError,
+    MalformedError,
+    ProofError,
+    SignatureError,
+    UnsupportedVersionError,
+)
 from receipts.events import Refund, Release, Slash, decode_event
 from receipts.keys import PublicKey
 from receipts.merkle import EMPTY_ROOT, leaf_hash, node_hash
@@ -124,14 +131,27 @@ class Batch:
         return batch
 
 
-def batch_digest(data: bytes) -> Digest:
-    """What auditors sign: the digest of the batch's exact bytes."""
-    return digest_of("batch", data)
+def batch_digest(batch: Batch) -> Digest:
+    """What auditors sign: the digest of the batch's identity and totals. The origin, the span,
+    the two roots and the totals; not the file's bytes, so two encodings of one batch (say, its
+    checkpoint notes carrying other witnesses' lines) are one batch with one digest."""
+    old = unverified_checkpoint(batch.old_checkpoint).root if batch.old_checkpoint else EMPTY_ROOT
+    return record_digest(
+        "batch",
+        {
+            "origin": batch.origin,
+            "first": batch.first,
+            "end": batch.end,
+            "old_root": old,
+            "root": unverified_checkpoint(batch.checkpoint).root,
+            "totals": [t.to_wire() for t in batch.totals],
+        },
+    )
 
 
 def totals_of(entries: Sequence[bytes]) -> tuple[Total, ...]:
     """The payouts, returns and slashes the entries make, in a canonical order."""
-    sums: dict[tuple[bytes, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    sums: dict[tuple[bytes, str, str], list[list[int]]] = defaultdict(lambda: [[0, 0]])
     for entry in entries:
         event = decode_event(entry)
         moves: list[tuple[bytes, str, int]] = []
@@ -144,12 +164,15 @@ def totals_of(entries: Sequence[bytes]) -> tuple[Total, ...]:
         elif isinstance(event, Slash):
             moves = [(event.provider, "slashed", event.amount)]
         for account, kind, amount in moves:
-            acc = sums[account, event.asset, kind]  # type: ignore[union-attr]
-            acc[0] += amount
-            acc[1] += 1
+            parts = sums[account, event.asset, kind]  # type: ignore[union-attr]
+            if parts[-1][0] + amount > INT_MAX:  # a total is one integer: continue in another
+                parts.append([0, 0])
+            parts[-1][0] += amount
+            parts[-1][1] += 1
     return tuple(
-        Total(account=a, asset=s, kind=k, amount=v[0], count=v[1])
-        for (a, s, k), v in sorted(sums.items())
+        Total(account=a, asset=s, kind=k, amount=amount, count=count)
+        for (a, s, k), parts in sorted(sums.items())
+        for amount, count in parts
     )
 
 
@@ -267,8 +290,7 @@ class Cosignature:
 
 def cosign_batch(data: bytes, key: BlsPrivateKey, log_key: PublicKey) -> Cosignature:
     """Check the batch (b1-b5), then sign its digest: an auditor signs only what it checked."""
-    check_batch(data, log_key)
-    digest = batch_digest(data)
+    digest = batch_digest(check_batch(data, log_key))
     return Cosignature(batch=digest, public_key=key.public_key, signature=key.sign(digest.value))
 
 
@@ -307,14 +329,20 @@ class CosignedBatch:
 
 
 def aggregate_cosignatures(data: bytes, cosignatures: Sequence[Cosignature]) -> CosignedBatch:
-    """One aggregate of the auditors' signatures over this batch (each must be for it)."""
-    digest = batch_digest(data)
+    """One aggregate of the auditors' signatures over this batch: each must be for it and
+    verify alone (a bad one is named here, rather than spoiling the aggregate unnamed)."""
+    digest = batch_digest(Batch.decode(data))
     if not cosignatures:
         raise InputError("no co-signatures to aggregate")
+    backend = default_backend()
     for c in cosignatures:
+        who = f"{c.public_key.raw.hex()[:16]}…"
         if c.batch != digest:
-            raise InputError(f"a co-signature by {c.public_key.raw.hex()[:16]}… is for "
-                             "another batch")  # fmt: skip
+            raise InputError(f"the co-signature by {who} is for another batch")
+        try:
+            backend.verify(c.public_key.raw, digest.value, c.signature)
+        except SignatureError as e:
+            raise SignatureError(f"the co-signature by {who} does not verify") from e
     return CosignedBatch(
         batch=data,
         signers=tuple(c.public_key for c in cosignatures),
@@ -331,7 +359,7 @@ def verify_batch(
     verify_cosigned(  # (b6) cosigners
         committee,
         cosigned.signers,
-        batch_digest(cosigned.batch).value,
+        batch_digest(batch).value,
         cosigned.signature,
         threshold,
     )

@@ -24,18 +24,20 @@ from typing import TYPE_CHECKING, Protocol
 from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import Digest
-from receipts.envelope import Envelope
-from receipts.errors import MalformedError, SignatureError, UnsupportedVersionError
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.errors import MalformedError, SignatureError, StateError, UnsupportedVersionError
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import read_ruling
 from receipts.request import SignedRequest, read_stored_request
 
 if TYPE_CHECKING:
-    from receipts.store import Store
+    from receipts.store import RequestRow, Store
 
 EVENT_TYPE = "ledger-event"
 EVENT_VERSION = 1
-MAX_ENTRY_BYTES = 1 << 20
+# An entry carries at most one signed record (a receipt or a ruling, each up to the envelope
+# limit) and a few small fields; ``Ledger`` refuses to record a larger one.
+MAX_ENTRY_BYTES = MAX_ENVELOPE_BYTES + (64 << 10)
 MAX_AMOUNT = 2**63 - 1  # SQLite integers are signed 64-bit; the ledger refuses larger amounts
 KINDS = (
     "open",
@@ -232,6 +234,10 @@ class Claim(_Base):
     def apply(self, store: Store) -> None:
         receipt = self.parsed
         assert receipt is not None
+        if receipt.request != self.request:
+            raise StateError(
+                f"the claim entry for {self.request} carries another request's receipt"
+            )
         store.claim_request(
             self.request,
             receipt=self.receipt_id,
@@ -269,6 +275,12 @@ class Release(_Base):
         }
 
     def apply(self, store: Store) -> None:
+        row = _row(store, self.request)
+        if (self.provider, self.payer, self.asset) != (row.claimed_by, row.payer, row.asset):
+            raise StateError(f"the release of {self.request} names other parties than its claim")
+        if self.amount != row.amount:
+            raise StateError(f"the release of {self.request} pays {self.amount}, the claim "
+                             f"{row.amount}")  # fmt: skip
         store.close_request(self.request, "released", hold=self.amount + self.remainder)
         store.add_balance(self.provider, self.asset, "earnings", self.amount)
         store.add_balance(self.payer, self.asset, "deposit", self.remainder)
@@ -301,6 +313,11 @@ class Refund(_Base):
         }
 
     def apply(self, store: Store) -> None:
+        row = _row(store, self.request)
+        if (self.payer, self.asset) != (row.payer, row.asset):
+            raise StateError(f"the refund of {self.request} names another payer or asset")
+        if (self.reason == "provider-fault") != (row.verdict == "provider-fault"):
+            raise StateError(f"the refund of {self.request} does not follow its ruling")
         store.close_request(self.request, "refunded", hold=self.amount)
         store.add_balance(self.payer, self.asset, "deposit", self.amount)
 
@@ -345,7 +362,17 @@ class Dispute(_Base):
                                      f"{judged.verdict!r}")  # fmt: skip
 
     def apply(self, store: Store) -> None:
-        store.dispute_request(self.request, self.verdict, deadline=self.deadline)
+        if self.ruling is not None:
+            signed = read_ruling(self.ruling)
+            if signed.envelope.signature.public_key.raw not in _referee_keys(store):
+                raise StateError(f"the ruling on {self.request} is not by one of the referees")
+            row = _row(store, self.request)
+            if row.state != "disputed" or signed.ruling.evidence != row.evidence:
+                raise StateError(f"the ruling on {self.request} judged other evidence than "
+                                 "the payer's dispute")  # fmt: skip
+        store.dispute_request(
+            self.request, self.verdict, deadline=self.deadline, evidence=self.evidence
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -373,6 +400,12 @@ class Slash(_Base):
         }
 
     def apply(self, store: Store) -> None:
+        row = _row(store, self.request)
+        if (self.provider, self.payer, self.asset) != (row.claimed_by, row.payer, row.asset):
+            raise StateError(f"the slash for {self.request} names other parties than its claim")
+        if self.amount > _rules_slash(store):
+            raise StateError(f"the slash for {self.request} exceeds the ledger's slash amount")
+        store.record_slash(self.request, self.amount)  # refunded on a fault, and once only
         store.add_balance(self.provider, self.asset, "bond", -self.amount)
         store.add_balance(self.payer, self.asset, "deposit", self.amount)
 
@@ -396,6 +429,35 @@ class BatchMade(_Base):
 
     def apply(self, store: Store) -> None:
         store.add_batch(self.first, self.end, self.digest.value)
+
+
+def _row(store: Store, request: Digest) -> RequestRow:
+    row = store.request(request)
+    if row is None:
+        raise StateError(f"the entry names request {request}, which the ledger never held")
+    return row
+
+
+def _opening(store: Store) -> Open:
+    data = store.meta("open")
+    event = None if data is None else decode_event(data)
+    if not isinstance(event, Open):
+        raise StateError("the ledger was never opened")
+    return event
+
+
+def _rules_slash(store: Store) -> int:
+    return _opening(store).slash_amount
+
+
+def _referee_keys(store: Store) -> set[bytes]:
+    keys = set()
+    for encoded in _opening(store).referees:
+        r = MapReader(codec.decode(encoded), "referee")
+        r.text("scheme", 16)
+        keys.add(r.binary("public_key", max_len=128))
+        r.close()
+    return keys
 
 
 AnyEvent = Open | Deposit | Bond | Hold | Claim | Release | Refund | Dispute | Slash | BatchMade

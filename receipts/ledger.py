@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from receipts import codec
-from receipts.batch import batch_digest, make_batch
+from receipts.batch import MAX_BATCH_BYTES, batch_digest, make_batch
 from receipts.codec import MapReader
 from receipts.digests import Digest, Value
 from receipts.dispute import check_transcript
@@ -59,6 +59,7 @@ from receipts.errors import (
 )
 from receipts.events import (
     MAX_AMOUNT,
+    MAX_ENTRY_BYTES,
     AnyEvent,
     BatchMade,
     Bond,
@@ -73,6 +74,7 @@ from receipts.events import (
     decode_event,
 )
 from receipts.evidence import Evidence
+from receipts.files import StorageError
 from receipts.keys import PublicKey
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt, receipt_id
@@ -280,10 +282,16 @@ class Ledger:
             ]
 
     def _authorize(self, data: bytes) -> SignedRequest:
+        """(h1) the payer's signature; (h2) the request names this ledger, so the same request
+        cannot be held (and paid) on another; (h3) asset and a positive amount in range."""
         signed = read_request(data)
-        self._check_asset(signed.request.asset)
-        if signed.request.max_amount > MAX_AMOUNT:
-            raise LimitError("the ledger holds amounts up to 2^63-1")
+        r = signed.request
+        if r.ledger != self.rules.origin:
+            named = "no ledger" if r.ledger is None else f"ledger {r.ledger!r}"
+            raise BindingError(f"the request names {named}, not this one ({self.rules.origin!r})")
+        self._check_asset(r.asset)
+        if not 0 < r.max_amount <= MAX_AMOUNT:
+            raise LimitError("a held request authorizes an amount in [1, 2^63-1]")
         return signed
 
     def _hold_one(self, signed: SignedRequest) -> SignedRequest:
@@ -401,12 +409,12 @@ class Ledger:
         if not self.rules.referees:
             # Without a referee no ruling can ever resolve a dispute: refuse to open one.
             raise PolicyError("this ledger trusts no referee, so it cannot take a dispute")
-        verdict = None
+        verdict, judged_evidence = None, None
         if ruling is not None:
             judged = read_ruling(ruling, trusted=self.rules.referees).ruling
             if judged.receipt != rid:
                 raise BindingError(f"the ruling is about receipt {judged.receipt}, not {rid}")
-            verdict = judged.verdict
+            verdict, judged_evidence = judged.verdict, judged.evidence
         elif evidence is not None:
             _check_evidence(evidence, envelope, rid)  # (d1), (d2)
         else:
@@ -422,6 +430,8 @@ class Ledger:
                 raise BindingError("the evidence was made by a key other than the payer's")
             now = self.clock.now_ms()
             self._check_disputable(row, now, with_ruling=ruling is not None)
+            if ruling is not None and judged_evidence != row.evidence:
+                raise BindingError("the ruling judged other evidence than the payer's dispute")
             if ruling is None:
                 assert evidence is not None
                 events: list[AnyEvent] = [
@@ -436,10 +446,18 @@ class Ledger:
         return Disputed(request=row.id, outcome=outcome[verdict], slashed=slashed)
 
     def _check_disputable(self, row: RequestRow, now: int, *, with_ruling: bool) -> None:
-        if row.state == "disputed":
-            if not with_ruling:
-                raise StateError(f"request {row.id} is already disputed; it awaits a ruling")
+        """An opening needs a claim inside its window; a ruling needs the payer's open dispute
+        (a ruling on evidence someone else brought, say a sham challenger of the provider's,
+        must not settle the payer's claim: ``_check_ruling`` binds it to the payer's evidence)."""
+        if with_ruling:
+            if row.state != "disputed":
+                raise StateError(
+                    f"request {row.id} is {row.state}: a ruling settles a dispute the payer "
+                    "opened with its evidence"
+                )
             return
+        if row.state == "disputed":
+            raise StateError(f"request {row.id} is already disputed; it awaits a ruling")
         if row.state != "claimed":
             raise StateError(f"request {row.id} is {row.state}; only a claim can be disputed")
         assert row.window_ends is not None
@@ -474,6 +492,11 @@ class Ledger:
         """Release every claim whose window has closed and refund every held request that
         expired unclaimed, ``chunk`` changes per transaction. Safe to run from several
         processes at once: each chunk is chosen after taking the write lock."""
+        if now is not None and now > self.clock.now_ms():
+            raise PolicyError(
+                f"cannot settle as of {now}, after the ledger's clock ({self.clock.now_ms()}): "
+                "it would close challenge windows early"
+            )
         settled = Settled()
         while True:
             with self.store.transaction():
@@ -496,24 +519,40 @@ class Ledger:
 
     def make_batch(self) -> bytes:
         """The batch from the end of the last batch to the newest checkpoint, recorded in the
-        log (entry kind ``batch``); returns the batch file's bytes."""
+        log (entry kind ``batch``); returns the batch file's bytes (``recorded_batch`` makes
+        them again, byte for byte)."""
         with self.store.transaction():
             stored = dict(self.store.checkpoints())
             if not stored:
                 raise InputError("the log has no checkpoint yet (run `receipts log checkpoint`)")
             made = self.store.batches()
-            if made and made[-1][1] not in stored:
-                raise StateError(
-                    f"the checkpoint at the last batch's end ({made[-1][1]}) is missing"
-                )
-            old = stored[made[-1][1]] if made else None
-            batch = make_batch(self.store, self.rules.origin, old=old, new=stored[max(stored)])
+            first = made[-1][1] if made else 0
+            if first and first not in stored:
+                raise StateError(f"the checkpoint at the last batch's end ({first}) is missing")
+            batch = make_batch(
+                self.store, self.rules.origin, old=stored.get(first), new=stored[max(stored)]
+            )
             data = batch.encode()
+            if len(data) > MAX_BATCH_BYTES:  # refused before it is recorded
+                raise LimitError(f"the batch would be {len(data)} bytes, over {MAX_BATCH_BYTES}; "
+                                 "checkpoint and batch more often")  # fmt: skip
             event = BatchMade(
-                at=self.clock.now_ms(), first=batch.first, end=batch.end, digest=batch_digest(data)
+                at=self.clock.now_ms(), first=batch.first, end=batch.end, digest=batch_digest(batch)
             )
             _record(self.store, [event])
         return data
+
+    def recorded_batch(self, first: int) -> bytes:
+        """A batch the ledger made before, made again from its checkpoints and entries."""
+        made = {a: (b, d) for a, b, d in self.store.batches()}
+        if first not in made:
+            raise InputError(f"no batch starts at entry {first}")
+        end, digest = made[first]
+        stored = dict(self.store.checkpoints())
+        batch = make_batch(self.store, self.rules.origin, old=stored.get(first), new=stored[end])
+        if batch_digest(batch).value != digest:
+            raise StateError(f"the batch at entry {first} no longer makes its recorded digest")
+        return batch.encode()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -548,8 +587,12 @@ def _record(store: Store, events: Sequence[AnyEvent]) -> int:
     """Apply and log ``events`` inside the caller's transaction; the last entry's index."""
     index = -1
     for event in events:
+        entry = event.encode()
+        if len(entry) > MAX_ENTRY_BYTES:  # every entry must read back (history, audit, batches)
+            raise LimitError(f"a {event.kind} entry of {len(entry)} bytes is over the log's "
+                             f"limit of {MAX_ENTRY_BYTES}")  # fmt: skip
         event.apply(store)
-        index = store.append(event.encode())
+        index = store.append(entry)
     return index
 
 
@@ -557,6 +600,8 @@ def _attempt(fn: Callable[[A], R], arg: A) -> R | ReceiptsError:
     """``fn(arg)``, or the library error it raised: one item of a group commit."""
     try:
         return fn(arg)
+    except StorageError:
+        raise  # the database failed, not the item: the whole group stops (and rolls back)
     except ReceiptsError as e:
         return e
 

@@ -17,10 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from receipts.errors import StateError
+from receipts.checkpoint import unverified_checkpoint
+from receipts.errors import NoteError, StateError
 from receipts.events import decode_event
 from receipts.merkle import leaf_hash, node_hash
 from receipts.store import STATES, RequestRow, SqliteStore, Store
+from receipts.tlog import Log
 
 _OPEN = ("held", "claimed", "disputed")
 
@@ -32,6 +34,8 @@ class LedgerState:
     supply: tuple[tuple[str, int], ...]
     balances: tuple[tuple[bytes, str, str, int], ...]
     requests: tuple[tuple[object, ...], ...]
+    batches: tuple[tuple[int, int, bytes], ...]
+    references: tuple[bytes, ...]
     log_size: int
 
 
@@ -42,6 +46,8 @@ def state_of(store: Store) -> LedgerState:
             sorted((b.account, b.asset, b.kind, b.amount) for b in store.balances() if b.amount)
         ),
         requests=tuple(sorted(_request_state(r) for r in store.requests())),
+        batches=tuple(store.batches()),
+        references=tuple(store.references()),
         log_size=store.size(),
     )
 
@@ -51,6 +57,7 @@ def _request_state(r: RequestRow) -> tuple[object, ...]:
     return (
         r.id.value, r.payer, r.nonce, r.asset, r.max_amount, r.hold, r.expires_at, r.provider,
         r.state, r.receipt and r.receipt.value, r.claimed_by, r.amount, r.window_ends, r.verdict,
+        r.evidence and r.evidence.value, r.slashed,
     )  # fmt: skip
 
 
@@ -102,6 +109,12 @@ def _check_log(store: Store, size: int) -> None:
     entries = store.entries(0, size)
     if len(entries) != size:
         raise StateError(f"the log has {len(entries)} entries but claims {size}")
+    if not entries or store.meta("open") != entries[0]:
+        raise StateError("the ledger's live rules are not its log's entry 0")
+    log = Log(store, "")
+    for checkpoint_size, note in store.checkpoints():
+        if checkpoint_size > size or log.root(checkpoint_size) != _root_of(note):
+            raise StateError(f"the checkpoint of size {checkpoint_size} is not this log's tree")
     level, hashes = 0, [leaf_hash(e) for e in entries]
     while hashes:
         for index, expected in enumerate(hashes):
@@ -110,6 +123,13 @@ def _check_log(store: Store, size: int) -> None:
                                  "entries")  # fmt: skip
         hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
         level += 1
+
+
+def _root_of(note: bytes) -> bytes:
+    try:
+        return unverified_checkpoint(note).root
+    except NoteError as e:
+        raise StateError(f"a stored checkpoint does not parse: {e}") from e
 
 
 def replay(entries: Iterable[bytes]) -> SqliteStore:

@@ -62,8 +62,11 @@ class Request:
     provider: bytes | None
     nonce: bytes
     expires_at: int
+    ledger: str | None = None  # the settlement ledger (its log origin) that may hold it
 
     def __post_init__(self) -> None:
+        if self.ledger is not None and not 1 <= len(self.ledger) <= 256:
+            raise MalformedError("a request's ledger is a log origin of 1..256 characters")
         if len(self.payer) != 32:
             raise MalformedError("payer key id must be 32 bytes")
         if not isinstance(self.models, tuple) or not 1 <= len(self.models) <= MAX_MODELS:
@@ -98,6 +101,8 @@ class Request:
         }
         if self.provider is not None:  # absent means any provider
             wire["provider"] = self.provider
+        if self.ledger is not None:  # absent: no ledger may hold it
+            wire["ledger"] = self.ledger
         return wire
 
     def encode(self) -> bytes:
@@ -130,6 +135,7 @@ class Request:
             provider=r.binary("provider", 32) if r.has("provider") else None,
             nonce=r.binary("nonce", max_len=64),
             expires_at=r.integer("expires_at", 0, _MAX_MS),
+            ledger=r.text("ledger", 256) if r.has("ledger") else None,
         )
         r.close()
         return request
@@ -172,6 +178,7 @@ def make_request(
     provider: bytes | None,
     expires_at: int,
     random_bytes: RandomBytes,
+    ledger: str | None = None,
 ) -> SignedRequest:
     """Sign a request as ``signer`` (the payer) with a fresh nonce; ``models`` in any order."""
     request = Request(
@@ -183,6 +190,7 @@ def make_request(
         provider=provider,
         nonce=random_bytes(NONCE_BYTES),
         expires_at=expires_at,
+        ledger=ledger,
     )
     envelope = Envelope.sign(REQUEST_PAYLOAD_TYPE, request.encode(), signer)
     return SignedRequest(envelope=envelope, request=request, key=signer.public_key)

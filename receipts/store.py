@@ -60,6 +60,7 @@ CREATE TABLE requests (
     max_amount INTEGER NOT NULL, hold INTEGER NOT NULL CHECK (hold >= 0),
     expires_at INTEGER NOT NULL, provider BLOB, state TEXT NOT NULL,
     receipt BLOB UNIQUE, claimed_by BLOB, amount INTEGER, window_ends INTEGER, verdict TEXT,
+    evidence BLOB, slashed INTEGER NOT NULL DEFAULT 0,
     signed BLOB NOT NULL, UNIQUE (payer, nonce)) WITHOUT ROWID;
 CREATE INDEX requests_by_state ON requests (state, window_ends, expires_at);
 CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
@@ -90,6 +91,8 @@ class RequestRow:
     amount: int | None
     window_ends: int | None
     verdict: str | None
+    evidence: Digest | None = None  # the payer's evidence that opened the dispute
+    slashed: int = 0  # bond slashed for this request (at most once)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,8 +121,14 @@ class Store(Protocol):
     ) -> None: ...
     def close_request(self, request: Digest, state: str, *, hold: int) -> None: ...
     def dispute_request(
-        self, request: Digest, verdict: str | None, *, deadline: int | None = None
+        self,
+        request: Digest,
+        verdict: str | None,
+        *,
+        deadline: int | None = None,
+        evidence: Digest | None = None,
     ) -> None: ...
+    def record_slash(self, request: Digest, amount: int) -> None: ...
     def request(self, request: Digest) -> RequestRow | None: ...
     def signed_request(self, request: Digest) -> bytes: ...
     def request_by_receipt(self, receipt: Digest) -> RequestRow | None: ...
@@ -135,6 +144,8 @@ class Store(Protocol):
     def checkpoints(self) -> list[tuple[int, bytes]]: ...
     def add_batch(self, first: int, end: int, digest: bytes) -> None: ...
     def batches(self) -> list[tuple[int, int, bytes]]: ...
+    def references(self) -> list[bytes]: ...
+    def set_meta(self, key: str, value: bytes) -> None: ...
     def close(self) -> None: ...
 
 
@@ -197,9 +208,12 @@ class SqliteStore:
             yield
         except BaseException as e:
             self._depth -= 1
+            lost = self._depth > 0 and not self._db.in_transaction
             self._roll_back(name)
             if isinstance(e, sqlite3.Error) and not isinstance(e, sqlite3.IntegrityError):
                 raise StorageError(f"ledger {self.path}: {e}") from e  # disk full, I/O
+            if lost:  # SQLite rolled back the enclosing transaction too: the group must stop
+                raise StorageError(f"ledger {self.path}: the transaction was rolled back") from e
             raise
         self._depth -= 1
         try:
@@ -243,7 +257,9 @@ class SqliteStore:
                 "UPDATE assets SET supply = supply + ? WHERE asset = ? AND supply <= ? - ?",
                 (amount, asset, _MAX_INTEGER, amount),
             )
-        except sqlite3.Error as e:
+        except sqlite3.OperationalError as e:
+            if "overflow" not in str(e):
+                raise
             raise LimitError(f"the supply of {asset} would overflow 2^63-1") from e
         if cur.rowcount != 1:
             if asset in self.assets():
@@ -275,7 +291,9 @@ class SqliteStore:
                 self._overdraft(account, asset, kind, delta)
         except sqlite3.IntegrityError as e:
             self._overdraft(account, asset, kind, delta, e)
-        except sqlite3.Error as e:
+        except sqlite3.OperationalError as e:
+            if "overflow" not in str(e):
+                raise
             raise LimitError(f"a {kind} balance of {asset} would overflow 2^63-1") from e
 
     def _overdraft(
@@ -336,18 +354,33 @@ class SqliteStore:
             raise StateError(f"request {request} cannot become {state} from its state")
 
     def dispute_request(
-        self, request: Digest, verdict: str | None, *, deadline: int | None = None
+        self,
+        request: Digest,
+        verdict: str | None,
+        *,
+        deadline: int | None = None,
+        evidence: Digest | None = None,
     ) -> None:
         """Mark a claim disputed; an opening sets the ruling deadline (kept in ``window_ends``),
         after which settle releases the claim if no ruling came."""
         cur = self._db.execute(
             "UPDATE requests SET state = 'disputed', verdict = ?, "
-            "window_ends = coalesce(?, window_ends) "
+            "window_ends = coalesce(?, window_ends), evidence = coalesce(?, evidence) "
             "WHERE id = ? AND state IN ('claimed', 'disputed')",
-            (verdict, deadline, request.value),
+            (verdict, deadline, evidence and evidence.value, request.value),
         )
         if cur.rowcount != 1:
             raise StateError(f"request {request} has no open claim to dispute")
+
+    def record_slash(self, request: Digest, amount: int) -> None:
+        """Mark the bond slashed for a request refunded on a provider fault: once only."""
+        cur = self._db.execute(
+            "UPDATE requests SET slashed = ? WHERE id = ? AND state = 'refunded' "
+            "AND verdict = 'provider-fault' AND slashed = 0",
+            (amount, request.value),
+        )
+        if cur.rowcount != 1:
+            raise StateError(f"request {request} was not refunded on a fault, or was slashed")
 
     def request(self, request: Digest) -> RequestRow | None:
         rows = self._select("WHERE id = ?", (request.value,))
@@ -392,7 +425,8 @@ class SqliteStore:
         # ``where`` is always one of this class's fixed clauses; values go in as parameters.
         rows = self._db.execute(
             "SELECT id, payer, nonce, asset, max_amount, hold, expires_at, provider, state, "  # noqa: S608
-            f"receipt, claimed_by, amount, window_ends, verdict FROM requests {where}",
+            f"receipt, claimed_by, amount, window_ends, verdict, evidence, slashed "
+            f"FROM requests {where}",
             tuple(args),
         ).fetchall()
         return [_row(r) for r in rows]
@@ -431,23 +465,39 @@ class SqliteStore:
         return bytes(row[0])
 
     def add_checkpoint(self, size: int, note: bytes) -> None:
-        self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (size, note))
+        """Keep a signed checkpoint; a size keeps its first note (signing is deterministic, so
+        a second, different note for one size is another key or another root: refused)."""
+        row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        if row is not None:
+            if bytes(row[0]) != note:
+                raise StateError(f"the log already signed a different checkpoint of size {size}")
+            return
+        self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY size")
         return [(int(s), bytes(n)) for s, n in rows]
 
     def add_batch(self, first: int, end: int, digest: bytes) -> None:
-        self._db.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, end, digest))
+        try:
+            self._db.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, end, digest))
+        except sqlite3.IntegrityError as e:
+            raise StateError(f"a batch starting at entry {first} was already made") from e
 
     def batches(self) -> list[tuple[int, int, bytes]]:
         rows = self._db.execute("SELECT first, end, digest FROM batches ORDER BY first")
         return [(int(a), int(b), bytes(d)) for a, b, d in rows]
 
+    def references(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute("SELECT ref FROM refs ORDER BY ref")]
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+
 
 def _row(r: tuple[Any, ...]) -> RequestRow:
     rid, payer, nonce, asset, max_amount, hold, expires, provider, state, receipt = r[:10]
-    claimed_by, amount, window_ends, verdict = r[10:]
+    claimed_by, amount, window_ends, verdict, evidence, slashed = r[10:]
     return RequestRow(
         id=Digest(rid),
         payer=payer,
@@ -463,6 +513,8 @@ def _row(r: tuple[Any, ...]) -> RequestRow:
         amount=amount,
         window_ends=window_ends,
         verdict=verdict,
+        evidence=None if evidence is None else Digest(evidence),
+        slashed=slashed,
     )
 
 

@@ -24,7 +24,7 @@ from receipts.checkpoint import (
     sign_checkpoint,
     unverified_checkpoint,
 )
-from receipts.errors import InputError, StateError
+from receipts.errors import InputError, PolicyError, StateError
 from receipts.keys import Signer
 from receipts.merkle import EMPTY_ROOT, consistency_path, inclusion_path, node_hash
 from receipts.store import Store
@@ -59,16 +59,28 @@ class Log:
     def checkpoint(self, key: Signer) -> bytes:
         """Sign the current tree head and store it (a transaction of its own); returns the note.
 
-        Refuses to sign a size that already has a checkpoint with another root: a log that
-        signed two roots for one size has forked, and this code will not help it."""
+        (k1) the log is signed by one key: the first checkpoint pins it, another is refused;
+        (k2) the newest stored checkpoint's root is still the tree's root at its size (a
+        rewritten history would make this checkpoint inconsistent with it: refused);
+        (k3) a size keeps one root (the store refuses a second note for a size)."""
         with self.store.transaction():
+            pinned = self.store.meta("log_key")
+            if pinned is None:
+                self.store.set_meta("log_key", key.public_key.raw)
+            elif pinned != key.public_key.raw:  # (k1)
+                raise PolicyError("this log is signed by another key (see `ledger history`)")
             size = self.size()
-            root = self.root(size)
-            for old_size, note in self.store.checkpoints():
-                if old_size == size and unverified_checkpoint(note).root != root:
-                    raise StateError(f"a checkpoint of size {size} with another root exists")
-            note = sign_checkpoint(Checkpoint(origin=self.origin, size=size, root=root), key)
-            self.store.add_checkpoint(size, note)
+            stored = self.store.checkpoints()
+            if stored:  # (k2)
+                old_size, old_note = stored[-1]
+                if unverified_checkpoint(old_note).root != self.root(old_size):
+                    raise StateError(
+                        f"the log's tree at size {old_size} no longer has the root it signed: "
+                        "its history was rewritten"
+                    )
+            cp = Checkpoint(origin=self.origin, size=size, root=self.root(size))
+            note = sign_checkpoint(cp, key)
+            self.store.add_checkpoint(size, note)  # (k3)
         return note
 
     def latest_checkpoint(self) -> bytes:

@@ -153,6 +153,7 @@ class Issuer:
             provider=fixture_key().public_key.key_id if max_amount % 1000 == 0 else None,
             expires_at=at + EXPIRY_MS,
             random_bytes=self.nonces if nonce is None else lambda _n: nonce,
+            ledger=ORIGIN,
         )
 
     def receipt(self, signed: SignedRequest, at: int, *, rival: bool = False) -> bytes:
