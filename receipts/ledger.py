@@ -20,10 +20,15 @@ Claim procedure, numbered once (the same names appear in errors and docs/settlem
   (c4) expiry   the claim arrives before the request expires
   (c5) binding  model, inputs, provider, asset and amount are what the payer authorized
 
-Opening a dispute (with an evidence bundle from ``receipts dispute``; a ruling needs none):
+Holding a request: (h1) the payer's signature, (h2) the request names this ledger, (h3) a
+known asset and a positive amount; then, under the lock, its id and nonce are new, it has not
+expired, and the deposit covers it.
+
+Opening a dispute (with an evidence bundle from ``receipts dispute``):
   (d1) receipt  the bundle disputes this receipt, which commits to a trace
   (d2) bisection its transcript is chained, signed by its challenger, consistent with the root
   (d3) payer    the challenger is the payer of the claimed request
+Settling it: (d4) a ruling by one of the referees, on this receipt, on the opened evidence.
 
     ledger = Ledger.create(Path("ledger.db"), LedgerRules(origin="example.com/ledger"))
     ledger.deposit(payer.key_id, "credit", 1000); ledger.hold(request_bytes)
