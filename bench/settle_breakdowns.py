@@ -66,7 +66,7 @@ def _operations(work: Workload, folder: Path, blocks: int) -> Breakdown:
                     times[f"claim {sync}"].append(clock() - held)
                     times[f"hold {sync}"].append(held - start)
                 start = clock()
-                ledger.settle(SETTLE_MS)
+                ledger.settle()
                 times[f"settle {sync}"].append((clock() - start) / len(block))
     finally:
         for ledger in ledgers.values():
@@ -238,7 +238,7 @@ def _profile(work: Workload, folder: Path, operations: Breakdown) -> Breakdown:
         for item in block:
             ledger.hold(item.request)
             ledger.claim(item.receipt, model=work.model)
-        ledger.settle(SETTLE_MS)
+        ledger.settle()
     finally:
         profile.disable()
         ledger.close()

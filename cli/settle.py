@@ -320,6 +320,8 @@ def log_group() -> None:
 @click.pass_context
 def checkpoint(ctx: click.Context, db: Path, key: Path, out: Path | None) -> None:
     """Sign the log's current tree head (C2SP tlog-checkpoint) and print it."""
+    if out is not None:
+        _check_new(out)  # before the head is signed and stored: a refused command changes nothing
     with _ledger(ctx, db) as led:
         note = led.log.checkpoint(PrivateKey.load(key))
     if out:

@@ -281,6 +281,12 @@ class Release(_Base):
         if self.amount != row.amount:
             raise StateError(f"the release of {self.request} pays {self.amount}, the claim "
                              f"{row.amount}")  # fmt: skip
+        # Settle releases a claim once its window (or its dispute's deadline) has passed; only a
+        # ruling rejecting the challenge releases one sooner.
+        closes = row.window_ends
+        if row.verdict != "challenge-rejected" and (closes is None or self.at < closes):
+            raise StateError(f"the release of {self.request} at {self.at} comes before its "
+                             f"window closed at {row.window_ends}")  # fmt: skip
         store.close_request(self.request, "released", hold=self.amount + self.remainder)
         store.add_balance(self.provider, self.asset, "earnings", self.amount)
         store.add_balance(self.payer, self.asset, "deposit", self.remainder)
@@ -318,6 +324,11 @@ class Refund(_Base):
             raise StateError(f"the refund of {self.request} names another payer or asset")
         if (self.reason == "provider-fault") != (row.verdict == "provider-fault"):
             raise StateError(f"the refund of {self.request} does not follow its ruling")
+        # An expiry refunds only a request nobody claimed, once it expired: a claim is paid or
+        # judged, never handed back to the payer as if it had lapsed.
+        if self.reason == "expired" and (row.state != "held" or self.at < row.expires_at):
+            raise StateError(f"the refund of {self.request} as expired is of a request that is "
+                             f"{row.state}, expiring at {row.expires_at}")  # fmt: skip
         store.close_request(self.request, "refunded", hold=self.amount)
         store.add_balance(self.payer, self.asset, "deposit", self.amount)
 

@@ -211,6 +211,9 @@ class Ledger:
         synchronous: str = "FULL",
     ) -> Ledger:
         opening = rules.to_event((clock or SystemClock()).now_ms())
+        # Entry 0 must read back (every ledger open decodes it) within the log's limits on
+        # size and counts: refused here, before a file exists that could never be opened.
+        decode_event(opening.encode())
 
         def setup(store: SqliteStore) -> None:
             _record(store, [opening])

@@ -65,8 +65,9 @@ class Request:
     ledger: str | None = None  # the settlement ledger (its log origin) that may hold it
 
     def __post_init__(self) -> None:
-        if self.ledger is not None and not 1 <= len(self.ledger) <= 256:
-            raise MalformedError("a request's ledger is a log origin of 1..256 characters")
+        if self.ledger is not None and not 1 <= len(self.ledger.encode()) <= 256:
+            # Bytes, as ``decode`` reads it: a longer name would sign a request nobody can read.
+            raise MalformedError("a request's ledger is a log origin of 1..256 UTF-8 bytes")
         if len(self.payer) != 32:
             raise MalformedError("payer key id must be 32 bytes")
         if not isinstance(self.models, tuple) or not 1 <= len(self.models) <= MAX_MODELS:

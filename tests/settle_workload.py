@@ -3,14 +3,17 @@
 Test support beside ``tests/test_settlement_crash.py``, which kills this process with SIGKILL at
 random points, restarts it, and checks the ledger file after every restart. It drives the real
 ledger (``receipts.ledger``) on a real SQLite file with ``synchronous=FULL``; the signed requests,
-receipts and rulings come pre-made in a pool file the test writes, so an operation takes a few
+receipts, the payers' evidence bundles and the referee's rulings on them come pre-made in a pool
+file the test writes (and the evidence files beside it), so an operation takes a few
 milliseconds and the kills land at many different points. Three modes:
 
-  run     work through the pool's items in order (fund, hold, claim, a referee's ruling,
-          settle, checkpoint) with the clock at T0 + index * step; a restarted run begins two
-          items before the last one it recorded as done, so it replays operations, and a
-          replayed operation must be refused (ReplayError or StateError) and change nothing.
-  settle  release due claims, walking ``now`` through the windows with cycling chunk sizes.
+  run     work through the pool's items in order (fund, hold, claim; for a disputed item the
+          payer's dispute with its evidence, then the referee's ruling on that evidence; settle,
+          checkpoint) with the clock at T0 + index * step; a restarted run begins two items
+          before the last one it recorded as done, so it replays operations, and a replayed
+          operation must be refused (ReplayError or StateError) and change nothing.
+  settle  release due claims, walking ``now`` through the windows (never past the ledger's
+          clock, which stands at ``--stop``) with cycling chunk sizes.
   claim   hold, then claim with this process's own receipt, every item of the pool.
 
     python -m tests.settle_workload run ledger.db pool.json --journal j.log --progress p.txt
@@ -42,6 +45,7 @@ from typing import Any
 
 from receipts.effects import Clock, FixedClock
 from receipts.errors import ReplayError, StateError
+from receipts.evidence import Evidence
 from receipts.keys import PrivateKey
 from receipts.ledger import Ledger
 from receipts.model import LoadedModel, load_model
@@ -52,8 +56,8 @@ RETRY_BACK = 2  # a restarted run replays this many items it recorded as done
 KINDS = {  # what happens to an item after it is funded, in order
     "pay": ("hold", "claim"),  # released by a later settle
     "expire": ("hold",),  # refunded by a later settle
-    "rejected": ("hold", "claim", "rule"),  # released by a referee's ruling
-    "fault": ("hold", "claim", "rule"),  # refunded, and the bond slashed, by a ruling
+    "rejected": ("hold", "claim", "open", "rule"),  # disputed, then released by a ruling
+    "fault": ("hold", "claim", "open", "rule"),  # disputed, then refunded and slashed by a ruling
 }
 
 
@@ -164,6 +168,7 @@ class Item:
     receipt: bytes
     other_receipt: bytes | None  # run: a second receipt, to be refused; claim: process b's
     forged_request: bytes | None  # another request under a used nonce, to be refused
+    evidence: Evidence | None  # the payer's, to open the dispute the ruling settles
     ruling: bytes | None
 
 
@@ -191,6 +196,7 @@ class Pool:
                 receipt=bytes.fromhex(i["receipt"]),
                 other_receipt=blob(i["other_receipt"]),
                 forged_request=blob(i["forged_request"]),
+                evidence=None if i["evidence"] is None else Evidence.read(Path(i["evidence"])),
                 ruling=blob(i["ruling"]),
             )
             for i in raw["items"]
@@ -284,6 +290,7 @@ def _work_item(worker: Worker, index: int, item: Item, model: LoadedModel) -> No
     steps: dict[str, Callable[[], object]] = {
         "hold": lambda: ledger.hold(item.request),
         "claim": lambda: ledger.claim(item.receipt, model=model),
+        "open": lambda: ledger.dispute(item.receipt, evidence=_need(item.evidence)),
         "rule": lambda: ledger.dispute(item.receipt, _need(item.ruling)),
     }
     worker.attempt("fund", index, fund)
@@ -336,10 +343,11 @@ class Lockstep:
 def settle(
     ledger: Ledger, step: Lockstep, *, start: int, stop: int, every: int, chunks: list[int]
 ) -> list[str]:
-    """Settle as of every ``every`` ms from ``start`` to ``stop`` with cycling chunk sizes, in
-    step with the other process, then once more by the ledger's clock; the ids released."""
+    """Settle as of every ``every`` ms from ``start`` to ``stop`` (the ledger's clock: no later)
+    with cycling chunk sizes, in step with the other process, then once more by the clock; the
+    ids released."""
     released: list[str] = []
-    for n, now in enumerate(range(start, stop + every, every)):
+    for n, now in enumerate([*range(start, stop, every), stop]):
         step.reach(n)
         released += [
             d.value.hex() for d in ledger.settle(now, chunk=chunks[n % len(chunks)]).released

@@ -9,6 +9,7 @@ files in folders beside the ledger file, so the payer can package evidence to op
     signed = world.held(max_amount=50); receipt = world.issue(signed, fee=7)
     world.ledger.claim(receipt, model=mlp()); refused(world.store, StateError, lambda: ...)
     signed, receipt = world.claimed(traced=True); world.open_dispute(receipt)
+    world.rule(receipt, PROVIDER_FAULT)      # a ruling on the payer's evidence settles it
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class World:
             "inputs": inputs_digest(),
             "asset": "credit",
             "provider": None,
+            "ledger": self.ledger.rules.origin,  # the ledger that may hold it: this one
             **terms,
         }
         signed = make_request(
@@ -217,6 +219,15 @@ class World:
         """The payer opens a dispute on a claimed traced ``receipt`` with its evidence."""
         return self.ledger.dispute(receipt, evidence=self.evidence(receipt))
 
+    def rule(self, receipt: bytes, verdict: str) -> Disputed:
+        """The referee's ruling on the payer's evidence against ``receipt`` (a dispute the payer
+        opened with ``open_dispute``) settles it."""
+        return self.ledger.dispute(receipt, self.ruling(receipt, verdict))
+
+    def ruling(self, receipt: bytes, verdict: str, signer: PrivateKey | None = None) -> bytes:
+        """A ruling on the payer's evidence against a traced ``receipt``."""
+        return ruling(receipt, verdict, signer, evidence=self.evidence(receipt).digest)
+
     def claim(self, receipt: bytes) -> Claimed:
         return self.ledger.claim(receipt, model=mlp())
 
@@ -230,6 +241,14 @@ class World:
         self.claim(receipt)
         return signed, receipt
 
+    def disputed(
+        self, fee: int = FEE, key: PrivateKey | None = None, **kwargs: Any
+    ) -> tuple[SignedRequest, bytes]:
+        """A traced claim its payer disputed with evidence: ready for ``rule``."""
+        signed, receipt = self.claimed(fee, key, traced=True, **kwargs)
+        self.open_dispute(receipt)
+        return signed, receipt
+
 
 def sign_receipt(receipt: Receipt, signer: PrivateKey | None = None) -> bytes:
     envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), signer or provider_key())
@@ -240,13 +259,16 @@ def rid(receipt: bytes) -> Digest:
     return receipt_id(Envelope.from_bytes(receipt).payload)
 
 
-def ruling(receipt: bytes, verdict: str, signer: PrivateKey | None = None) -> bytes:
-    """A ruling on ``receipt`` signed by the referee key (or ``signer``): the record a referee's
-    ``judge`` signs, with placeholder evidence (the ledger reads only receipt and verdict)."""
+def ruling(
+    receipt: bytes, verdict: str, signer: PrivateKey | None = None, *, evidence: Digest
+) -> bytes:
+    """A ruling on ``receipt`` and the ``evidence`` bundle (its digest) signed by the referee key
+    (or ``signer``): the record a referee's ``judge`` signs, with placeholder details (the
+    ledger reads the receipt, the evidence and the verdict)."""
     zero = Digest(bytes(32))
     record = Ruling(
         receipt=rid(receipt),
-        evidence=zero,
+        evidence=evidence,
         node=1,
         node_name="relu1",
         op="Relu",

@@ -6,6 +6,7 @@ co-signature holds only at its threshold, from members, over this batch."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from receipts.batch import (
     Batch,
     Cosignature,
     CosignedBatch,
+    Total,
     aggregate_cosignatures,
     batch_digest,
     check_batch,
@@ -27,6 +29,8 @@ from receipts.batch import (
 )
 from receipts.bls import BlsPrivateKey, Committee, aggregate
 from receipts.checkpoint import sign_checkpoint, unverified_checkpoint
+from receipts.codec import INT_MAX
+from receipts.digests import Digest
 from receipts.effects import seeded
 from receipts.errors import (
     InputError,
@@ -34,15 +38,19 @@ from receipts.errors import (
     ProofError,
     ReceiptsError,
     SignatureError,
+    StateError,
     ThresholdError,
     UnsupportedVersionError,
 )
-from receipts.events import BatchMade, Bond, Deposit, Hold, Slash, decode_event
+from receipts.events import MAX_AMOUNT, BatchMade, Bond, Deposit, Hold, Release, Slash, decode_event
+from receipts.ledger import Ledger
+from receipts.note import add_signature
 from receipts.reconcile import audit, state_of
 from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT
 from tests.conftest import fixture_key
 from tests.settlekit import (
     LOG_KEY,
+    NOW,
     OTHER_PAYER,
     PAYER,
     SLASH,
@@ -50,7 +58,6 @@ from tests.settlekit import (
     World,
     provider_key,
     refused,
-    ruling,
 )
 
 LOG_PUB = LOG_KEY.public_key
@@ -69,14 +76,12 @@ def _round(w: World, n: int) -> None:
         w.claimed(fee=3 + i + n, key=(provider_key(), SECOND_PROVIDER)[i % 2], max_amount=20,
                   payer=payers[i % 2])  # fmt: skip
     w.held(max_amount=9, ttl=1000, payer=payers[n % 2])
-    _, faulty = w.claimed(fee=5, max_amount=12, key=SECOND_PROVIDER)
-    w.ledger.dispute(faulty, ruling(faulty, PROVIDER_FAULT))
-    _, challenged = w.claimed(fee=4, max_amount=6, payer=OTHER_PAYER, traced=True)
-    w.open_dispute(challenged)
-    _, lapsed = w.claimed(fee=2, max_amount=6, key=SECOND_PROVIDER, traced=True)
-    w.open_dispute(lapsed)
+    _, faulty = w.disputed(fee=5, max_amount=12, key=SECOND_PROVIDER)
+    w.rule(faulty, PROVIDER_FAULT)
+    _, challenged = w.disputed(fee=4, max_amount=6, payer=OTHER_PAYER)
+    w.disputed(fee=2, max_amount=6, key=SECOND_PROVIDER)  # `lapsed`: no ruling comes
     w.clock.advance(WINDOW_MS // 2)
-    w.ledger.dispute(challenged, ruling(challenged, CHALLENGE_REJECTED))
+    w.rule(challenged, CHALLENGE_REJECTED)
     w.clock.advance(WINDOW_MS // 2)
     done = w.ledger.settle()
     assert (len(done.released), len(done.refunded)) == (4, 1)  # three runs and `lapsed`
@@ -129,8 +134,7 @@ def test_batches_check_and_follow_each_other_without_gap(batched: Batches) -> No
         assert list(b.entries) == w.store.entries(b.first, b.end)
         assert unverified_checkpoint(b.checkpoint).size == b.end
     recorded = [(first, end, bytes(d)) for first, end, d in w.store.batches()]
-    assert recorded == [(b.first, b.end, batch_digest(f).value)
-                        for b, f in zip(batches, batched.files, strict=True)]  # fmt: skip
+    assert recorded == [(b.first, b.end, batch_digest(b).value) for b in batches]
     made = [e for _, e in w.ledger.history() if isinstance(e, BatchMade)]
     assert [(m.first, m.end) for m in made] == [(b.first, b.end) for b in batches]
     audit(w.store)
@@ -334,6 +338,10 @@ def test_two_of_three_auditors_make_a_batch_that_verifies(
     assert cosigned.signers == tuple(k.public_key for k in signers)
 
 
+def _digest(data: bytes) -> bytes:
+    return batch_digest(Batch.decode(data)).value
+
+
 def _forge_cosigned(data: bytes, **changes: object) -> bytes:
     cosigned = CosignedBatch.decode(_cosigned(data, AUDITORS[:2]))
     return replace(cosigned, **changes).encode()  # type: ignore[arg-type]
@@ -341,7 +349,7 @@ def _forge_cosigned(data: bytes, **changes: object) -> bytes:
 
 def _with_outsider(data: bytes) -> bytes:
     signers = (AUDITORS[0], OUTSIDER)
-    signature = aggregate([k.sign(batch_digest(data).value) for k in signers])
+    signature = aggregate([k.sign(_digest(data)) for k in signers])
     return CosignedBatch(
         batch=data, signers=tuple(k.public_key for k in signers), signature=signature
     ).encode()
@@ -349,12 +357,12 @@ def _with_outsider(data: bytes) -> bytes:
 
 def _signer_listed_twice(data: bytes) -> bytes:
     one = AUDITORS[0]
-    signature = aggregate([one.sign(batch_digest(data).value)] * 2)
+    signature = aggregate([one.sign(_digest(data))] * 2)
     return CosignedBatch(batch=data, signers=(one.public_key,) * 2, signature=signature).encode()
 
 
 def _signer_claimed_without_signing(data: bytes) -> bytes:
-    signature = aggregate([AUDITORS[0].sign(batch_digest(data).value)])
+    signature = aggregate([AUDITORS[0].sign(_digest(data))])
     signers = (AUDITORS[0].public_key, AUDITORS[1].public_key)
     return CosignedBatch(batch=data, signers=signers, signature=signature).encode()
 
@@ -418,7 +426,7 @@ def test_a_cosignature_for_another_batch_is_not_aggregated(batched: Batches) -> 
 def test_a_cosignature_reads_back_as_itself(batched: Batches) -> None:
     sig = cosign_batch(batched.files[0], AUDITORS[2], LOG_PUB)
     assert Cosignature.decode(sig.encode()) == sig
-    assert sig.batch == batch_digest(batched.files[0])
+    assert sig.batch == batch_digest(Batch.decode(batched.files[0]))
     with pytest.raises(UnsupportedVersionError):
         Cosignature.decode(_wire(sig.encode(), version=2))
 
@@ -429,8 +437,10 @@ def test_batches_and_cosigning_leave_the_ledger_state_alone(world: World) -> Non
     before = state_of(world.store)
     data = world.ledger.make_batch()
     after = state_of(world.store)
-    assert after.log_size == before.log_size + 1  # only the batch's own record
-    assert replace(after, log_size=before.log_size) == before
+    assert after.log_size == before.log_size + 1  # only the batch's own record, and its row
+    batch = Batch.decode(data)
+    assert after.batches == (*before.batches, (batch.first, batch.end, _digest(data)))
+    assert replace(after, log_size=before.log_size, batches=before.batches) == before
     _cosigned(data, AUDITORS)
     assert state_of(world.store) == after
 
@@ -439,3 +449,154 @@ def test_a_batch_starting_at_the_empty_log_has_no_older_checkpoint(world: World)
     world.ledger.log.checkpoint(LOG_KEY)
     batch = check_batch(world.ledger.make_batch(), LOG_PUB)
     assert (batch.first, batch.old_checkpoint, batch.frontier) == (0, None, ())
+
+
+# --- the batch digest, recorded batches, aggregation and totals ----------------------------
+
+
+def _witnessed(data: bytes) -> bytes:
+    """The batch with a witness's co-signature line added to each checkpoint note: other bytes,
+    the same batch (a witness's line says nothing about the entries)."""
+    b = Batch.decode(data)
+    witness = fixture_key("other_ed25519")
+
+    def cosign(note: bytes) -> bytes:
+        return add_signature(note, "witness.example/w1", witness)
+
+    old = None if b.old_checkpoint is None else cosign(b.old_checkpoint)
+    return replace(b, checkpoint=cosign(b.checkpoint), old_checkpoint=old).encode()
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["from_the_empty_log", "after_a_batch"])
+def test_the_batch_digest_is_the_batch_not_its_file_bytes(batched: Batches, which: int) -> None:
+    honest = batched.files[which]
+    witnessed = _witnessed(honest)
+    assert witnessed != honest
+    batch = check_batch(witnessed, LOG_PUB)  # the log key's signature still verifies
+    assert batch_digest(batch) == batch_digest(Batch.decode(honest))
+    assert (batch.first, batch.end, batch.totals) == (
+        Batch.decode(honest).first, Batch.decode(honest).end, Batch.decode(honest).totals
+    )  # fmt: skip
+    # The committee's signatures over the batch the ledger made hold for the witnessed file.
+    cosigned = CosignedBatch.decode(_cosigned(honest, AUDITORS[:2]))
+    verified, _ = verify_batch(replace(cosigned, batch=witnessed).encode(), LOG_PUB, COMMITTEE, 2)
+    assert verified == batch
+
+
+def _other_root(note: bytes | None) -> bytes:
+    assert note is not None
+    return sign_checkpoint(replace(unverified_checkpoint(note), root=bytes(32)), LOG_KEY)
+
+
+# What the digest covers: a batch that differs in any of these is another batch.
+IDENTITY_EDITS: dict[str, Callable[[Batch], Batch]] = {
+    "origin": lambda b: replace(b, origin="example.com/other"),
+    "first": lambda b: replace(b, first=b.first + 1),
+    "end": lambda b: replace(b, end=b.end + 1),
+    "old_root": lambda b: replace(b, old_checkpoint=_other_root(b.old_checkpoint)),
+    "root": lambda b: replace(b, checkpoint=_other_root(b.checkpoint)),
+    "a_total": lambda b: replace(b, totals=(replace(b.totals[0], amount=1), *b.totals[1:])),
+    "a_total_count": lambda b: replace(b, totals=(replace(b.totals[0], count=9), *b.totals[1:])),
+    "a_total_dropped": lambda b: replace(b, totals=b.totals[1:]),
+}
+
+
+@pytest.mark.parametrize("edit", IDENTITY_EDITS.values(), ids=IDENTITY_EDITS)
+def test_the_batch_digest_covers_origin_span_roots_and_totals(
+    batched: Batches, edit: Callable[[Batch], Batch]
+) -> None:
+    batch = Batch.decode(batched.files[1])
+    assert batch_digest(edit(batch)) != batch_digest(batch)
+
+
+def test_a_recorded_batch_is_made_again_byte_for_byte(batched: Batches) -> None:
+    w = batched.world
+    for data in batched.files:
+        assert w.ledger.recorded_batch(Batch.decode(data).first) == data
+    refused(w.store, InputError, lambda: w.ledger.recorded_batch(1), "no batch starts at entry 1")
+
+
+def test_a_recorded_batch_that_no_longer_makes_its_digest_is_not_made_again(
+    batched: Batches, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.db"
+    source, target = sqlite3.connect(batched.world.ledger.store.path), sqlite3.connect(copy)
+    source.backup(target)  # the WAL's pages too: the fixture's ledger is still open
+    target.execute("UPDATE batches SET digest = zeroblob(32) WHERE first = 0")
+    target.commit()
+    source.close()
+    target.close()
+    ledger = Ledger.open(copy, clock=batched.world.clock)
+    try:
+        refused(ledger.store, StateError, lambda: ledger.recorded_batch(0), "recorded digest")
+        assert ledger.recorded_batch(Batch.decode(batched.files[1]).first) == batched.files[1]
+    finally:
+        ledger.close()
+
+
+def _bad_cosignature(data: bytes, how: str) -> Cosignature:
+    """AUDITORS[1]'s co-signature for the batch, its signature replaced ``how``."""
+    honest = cosign_batch(data, AUDITORS[1], LOG_PUB)
+    signature = {
+        "by_another_key": OUTSIDER.sign(honest.batch.value),
+        "over_another_message": AUDITORS[1].sign(b"another batch"),
+        "not_a_point": bytes(96),
+    }[how]
+    return replace(honest, signature=signature)
+
+
+@pytest.mark.parametrize("how", ["by_another_key", "over_another_message", "not_a_point"])
+def test_aggregation_names_the_co_signature_that_does_not_verify(
+    batched: Batches, how: str
+) -> None:
+    data = batched.files[0]
+    good = [cosign_batch(data, key, LOG_PUB) for key in (AUDITORS[0], AUDITORS[2])]
+    bad = _bad_cosignature(data, how)
+    named = AUDITORS[1].public_key.raw.hex()[:16]
+    with pytest.raises(SignatureError, match=f"co-signature by {named}… does not verify") as e:
+        aggregate_cosignatures(data, [good[0], bad, good[1]])
+    assert e.type is SignatureError
+    assert "\n" not in str(e.value)
+    aggregate_cosignatures(data, good)  # without it, the rest aggregate
+
+
+def _released(amount: int, provider: bytes = b"\x01" * 32) -> bytes:
+    return Release(at=NOW, request=Digest(bytes(32)), provider=provider, payer=b"\x02" * 32,
+                   asset="credit", amount=amount, remainder=0).encode()  # fmt: skip
+
+
+# (amounts released to one provider, the payout totals: (amount, count) each)
+SPLIT_TOTALS: dict[str, tuple[list[int], list[tuple[int, int]]]] = {
+    "one_release": ([MAX_AMOUNT], [(MAX_AMOUNT, 1)]),
+    "exactly_2^64-1_in_one_record": ([MAX_AMOUNT, MAX_AMOUNT, 1], [(INT_MAX, 3)]),
+    "past_2^64-1_in_two_records": ([MAX_AMOUNT] * 3, [(2 * MAX_AMOUNT, 2), (MAX_AMOUNT, 1)]),
+    "one_more_unit_starts_the_second": ([MAX_AMOUNT, MAX_AMOUNT, 1, 1], [(INT_MAX, 3), (1, 1)]),
+    "three_records": ([MAX_AMOUNT] * 5, [(2 * MAX_AMOUNT, 2)] * 2 + [(MAX_AMOUNT, 1)]),
+}
+
+
+@pytest.mark.parametrize(("amounts", "records"), SPLIT_TOTALS.values(), ids=SPLIT_TOTALS)
+def test_a_total_past_2_64_continues_in_another_record(
+    amounts: list[int], records: list[tuple[int, int]]
+) -> None:
+    """A total is one unsigned 64-bit integer on the wire: a larger sum is split, never wrapped
+    or refused, and the records still add up to what the entries move."""
+    totals = totals_of([_released(a) for a in amounts])
+    assert [(t.amount, t.count) for t in totals] == records
+    assert {(t.account, t.asset, t.kind) for t in totals} == {(b"\x01" * 32, "credit", "payout")}
+    assert sum(t.amount for t in totals) == sum(amounts)
+    assert all(0 < t.amount <= INT_MAX for t in totals)
+    assert [Total.from_wire(codec.decode(codec.encode(t.to_wire()))) for t in totals] == list(
+        totals
+    )
+
+
+def test_totals_split_per_account_and_keep_a_canonical_order() -> None:
+    a, b = b"\x01" * 32, b"\x03" * 32
+    entries = [_released(MAX_AMOUNT, b), _released(MAX_AMOUNT, a), _released(MAX_AMOUNT, b),
+               _released(5, a), _released(MAX_AMOUNT, b)]  # fmt: skip
+    totals = totals_of(entries)
+    assert [(t.account, t.amount, t.count) for t in totals] == [
+        (a, MAX_AMOUNT + 5, 2), (b, 2 * MAX_AMOUNT, 2), (b, MAX_AMOUNT, 1)
+    ]  # fmt: skip
+    assert totals_of(entries[::-1]) == totals  # the order of the entries does not matter here

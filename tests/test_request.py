@@ -126,16 +126,36 @@ def _issue(model: LoadedModel, signed: SignedRequest) -> Issued:
 # --- the record and its wire form -----------------------------------------------------------
 
 
-def test_a_signed_request_reads_back_as_the_same_request_and_id(mlp: LoadedModel) -> None:
+@pytest.mark.parametrize("ledger", [None, "example.com/ledger", "é" * 128])
+def test_a_signed_request_reads_back_as_the_same_request_and_id(
+    mlp: LoadedModel, ledger: str | None
+) -> None:
     for provider in (None, fixture_public().key_id):
-        signed = _request(mlp, provider=provider)
+        signed = _request(mlp, provider=provider, ledger=ledger)
         again = read_request(signed.to_bytes(), trusted=(PAYER.public_key,))
         assert again.request == signed.request
+        assert again.request.ledger == ledger
         assert again.id == signed.id == request_id(signed.envelope.payload)
         assert again.key == PAYER.public_key
         assert Request.decode(signed.request.encode()) == signed.request
         assert Request.from_wire(signed.request.to_wire()) == signed.request
         assert ("provider" in signed.request.to_wire()) == (provider is not None)
+        assert ("ledger" in signed.request.to_wire()) == (ledger is not None)
+
+
+def test_the_ledger_a_request_names_is_part_of_what_the_payer_signs(mlp: LoadedModel) -> None:
+    here, there = (_request(mlp, ledger=name) for name in ("example.com/a", "example.com/b"))
+    assert here.request.nonce == there.request.nonce  # the same terms but for the ledger
+    assert here.id != there.id
+
+
+@pytest.mark.parametrize("ledger", ["", "x" * 257, "é" * 129])
+def test_a_request_naming_a_ledger_no_origin_can_be_is_not_made(
+    mlp: LoadedModel, ledger: str
+) -> None:
+    """Origins are 1..256 bytes as the wire reads them: nothing is signed that cannot be read."""
+    with pytest.raises(MalformedError, match="ledger"):
+        _request(mlp, ledger=ledger)
 
 
 def test_make_request_sorts_and_deduplicates_the_allowed_models(mlp: LoadedModel) -> None:
@@ -184,6 +204,10 @@ HOSTILE_WIRE: list[tuple[str, Callable[[dict[str, object]], None], type[Receipts
     ("asset_empty", _set("asset", ""), MalformedError),
     ("asset_control_character", _set("asset", "cr\x1bdit"), MalformedError),
     ("expires_at_negative", _set("expires_at", -1), MalformedError),
+    ("ledger_empty", _set("ledger", ""), MalformedError),
+    ("ledger_of_257_bytes", _set("ledger", "x" * 257), MalformedError),
+    ("ledger_as_bytes", _set("ledger", b"example.com/ledger"), MalformedError),
+    ("ledger_null", _set("ledger", None), MalformedError),
 ]
 
 
@@ -469,12 +493,22 @@ def test_cli_request_refuses_a_bad_asset_with_exit_2(tmp_path: Path, payer_key: 
     assert not out.exists()
 
 
+def test_cli_request_names_the_ledger_that_may_hold_it(tmp_path: Path, payer_key: Path) -> None:
+    path = _make(tmp_path, payer_key, "--max-amount", "7", "--ledger", "example.com/ledger")
+    assert read_request(path.read_bytes()).request.ledger == "example.com/ledger"
+    text = invoke("inspect", str(path))
+    assert "ledger       example.com/ledger" in text.stdout
+    view = json.loads(invoke("inspect", str(path), "--json").stdout)
+    assert view["request"]["ledger"] == "example.com/ledger"
+
+
 def test_cli_inspect_shows_a_request(tmp_path: Path, payer_key: Path) -> None:
     path = _make(tmp_path, payer_key, "--max-amount", "7")
     text = invoke("inspect", str(path))
     assert text.exit_code == 0, text.output
     assert "signature NOT checked" in text.stdout
     assert "provider     any" in text.stdout
+    assert "ledger       none" in text.stdout  # no ledger may hold it
     view = invoke("inspect", str(path), "--json")
     assert view.exit_code == 0
     signed = read_request(path.read_bytes())

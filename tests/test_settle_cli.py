@@ -8,6 +8,8 @@ import json
 import shutil
 import sqlite3
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,18 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from receipts.batch import CosignedBatch
+from receipts.batch import CosignedBatch, aggregate_cosignatures, cosign_batch, make_batch
+from receipts.bls import BlsPrivateKey
 from receipts.dispute import dispute_locally
 from receipts.effects import FixedClock, seeded
 from receipts.envelope import Envelope
 from receipts.evidence import Evidence
+from receipts.keys import PrivateKey
+from receipts.ledger import Ledger
 from receipts.meter import Price
 from receipts.provider import TRACE_FILE, Provider
 from receipts.receipt import Receipt
+from receipts.reconcile import state_of
 from receipts.request import read_request
 from receipts.trace import TraceReader
 from tests.conftest import FIXTURES
@@ -93,10 +99,14 @@ class Desk:
     def path(self, name: str) -> Path:
         return self.root / name
 
-    def request(self, name: str, *extra: object, seed: int, now: int = NOW) -> Path:
+    def request(
+        self, name: str, *extra: object, seed: int, now: int = NOW, ledger: str | None = ORIGIN
+    ) -> Path:
+        """The payer's request for the ledger named ``ledger`` (default: this desk's)."""
         out = self.path(f"{name}.rreq")
+        named = [] if ledger is None else ["--ledger", ledger]
         ok("request", MODEL, "--input", INPUTS, "--payer-key", self.payer, "--asset", "credit",
-           "--out", out, *extra, seed=seed, now=now)  # fmt: skip
+           "--out", out, *named, *extra, seed=seed, now=now)  # fmt: skip
         return out
 
     def run(self, request: Path, fee: int = 7, now: int = NOW, *, traced: bool = False) -> Path:
@@ -117,12 +127,20 @@ class Desk:
 
     def evidence(self, receipt: Path) -> Path:
         """The payer's evidence bundle on a traced run's ``receipt`` (the payer lying at node
-        ``LIE_AT`` makes a divergence even from an honest provider)."""
+        ``LIE_AT`` makes a divergence even from an honest provider); made once."""
         out = receipt.with_suffix(".revd")
-        with TraceReader.open(receipt.parent / TRACE_FILE) as trace:
-            found = dispute_locally(receipt.read_bytes(), mlp(), mlp_inputs(), trace, PAYER,
-                                    inject_fault=LIE_AT)  # fmt: skip
-        found.evidence.write(out)
+        if not out.exists():
+            with TraceReader.open(receipt.parent / TRACE_FILE) as trace:
+                found = dispute_locally(receipt.read_bytes(), mlp(), mlp_inputs(), trace, PAYER,
+                                        inject_fault=LIE_AT)  # fmt: skip
+            found.evidence.write(out)
+        return out
+
+    def ruling(self, receipt: Path, verdict: str, signer: PrivateKey | None = None) -> Path:
+        """A ruling (by the referee, or ``signer``) on the payer's evidence against ``receipt``."""
+        digest = Evidence.read(self.evidence(receipt)).digest
+        out = receipt.with_suffix(f".{verdict}.rrul")
+        out.write_bytes(ruling(receipt.read_bytes(), verdict, signer, evidence=digest))
         return out
 
 
@@ -156,15 +174,16 @@ def _request_id(receipt: Path) -> str:
 def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     d = desk
     fair = d.hold_and_claim("fair", seed=1, fee=7)
-    faulty = d.hold_and_claim("faulty", seed=2, fee=9)
+    faulty = d.hold_and_claim("faulty", seed=2, fee=9, traced=True)
     challenged = d.hold_and_claim("challenged", seed=3, fee=4, traced=True)
     lapsed = d.hold_and_claim("lapsed", seed=5, fee=3, traced=True)
     expiring = d.request("expiring", "--max-amount", 20, "--expires-in", 30, seed=4)
     ok("ledger", "hold", d.db, expiring)
-    d.path("fault.rrul").write_bytes(ruling(faulty.read_bytes(), "provider-fault"))
-    d.path("rejected.rrul").write_bytes(ruling(challenged.read_bytes(), "challenge-rejected"))
-    d.path("late.rrul").write_bytes(ruling(lapsed.read_bytes(), "provider-fault"))
-    shown = ok("ledger", "dispute", d.db, faulty, "--ruling", d.path("fault.rrul")).stdout
+    fault = d.ruling(faulty, "provider-fault")
+    refused(1, "ledger", "dispute", d.db, faulty, "--ruling", fault,
+            match="a ruling settles a dispute the payer opened")  # fmt: skip
+    ok("ledger", "dispute", d.db, faulty, "--evidence", d.evidence(faulty))
+    shown = ok("ledger", "dispute", d.db, faulty, "--ruling", fault).stdout
     assert "refunded by the ruling, 30 slashed from the bond" in shown
     shown = ok("ledger", "dispute", d.db, challenged, "--evidence", d.evidence(challenged)).stdout
     assert shown == (
@@ -174,7 +193,8 @@ def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     shown = ok("ledger", "dispute", d.db, lapsed, "--evidence", d.evidence(lapsed),
                now=opened).stdout  # fmt: skip
     assert f"a ruling is due within {WINDOW_S} s" in shown
-    shown = ok("ledger", "dispute", d.db, challenged, "--ruling", d.path("rejected.rrul"),
+    rejected = d.ruling(challenged, "challenge-rejected")
+    shown = ok("ledger", "dispute", d.db, challenged, "--ruling", rejected,
                now=NOW + WINDOW_S * 500).stdout  # fmt: skip
     assert shown == f"request {_request_id(challenged)} released by the ruling\n"
     later = NOW + WINDOW_S * 1000
@@ -183,7 +203,7 @@ def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     assert ok("ledger", "settle", d.db, now=deadline - 1).stdout == "released 0, refunded 0\n"
     assert ok("ledger", "settle", d.db, now=deadline).stdout == "released 1, refunded 0\n"
     assert ok("ledger", "settle", d.db, now=deadline).stdout == "released 0, refunded 0\n"
-    refused(1, "ledger", "dispute", d.db, lapsed, "--ruling", d.path("late.rrul"),
+    refused(1, "ledger", "dispute", d.db, lapsed, "--ruling", d.ruling(lapsed, "provider-fault"),
             now=deadline, match="is released")  # fmt: skip
     balances = _balances(d)
     assert balances[PROVIDER_HEX, "earnings"] == 7 + 4 + 3
@@ -194,7 +214,7 @@ def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     history = json.loads(ok("ledger", "history", d.db, "--json").stdout)
     kinds = [e["kind"] for e in history]
     assert kinds.count("claim") == 4 and kinds.count("slash") == 1 and kinds[0] == "open"
-    assert kinds.count("dispute") == 4 and kinds.count("release") == 3
+    assert kinds.count("dispute") == 5 and kinds.count("release") == 3  # 3 opened, 2 ruled
     opening = next(e for e in history if e["kind"] == "dispute" and e.get("deadline") == deadline)
     assert opening["evidence"] == str(Evidence.read(lapsed.with_suffix(".revd")).digest)
     assert [e["index"] for e in history] == list(range(len(history)))
@@ -252,8 +272,19 @@ def test_batches_through_the_command_line(desk: Desk) -> None:
     committee = d.path("committee.json")
     ok("batch", "committee", *[f"{a}.pub" for a in auditors], "--out", committee)
     batch = d.path("b.rbat")
+    batch.write_bytes(b"an earlier file")  # refused before the batch is recorded: not lost
+    history = ok("ledger", "history", d.db, "--json").stdout
+    refused(2, "batch", "make", d.db, "--out", batch, match="already exists")
+    assert ok("ledger", "history", d.db, "--json").stdout == history
+    assert batch.read_bytes() == b"an earlier file"
+    batch.unlink()
     assert "entries [0, 9)" in ok("batch", "make", d.db, "--out", batch).stdout
     refused(2, "batch", "make", d.db, "--out", d.path("again.rbat"), match="nothing to batch")
+    made = ok("batch", "make", d.db, "--again", 0, "--out", d.path("again.rbat")).stdout
+    assert f"entries [0, 9) of {ORIGIN}" in made
+    assert d.path("again.rbat").read_bytes() == batch.read_bytes()
+    refused(2, "batch", "make", d.db, "--again", 1, "--out", d.path("none.rbat"),
+            match="no batch starts at entry 1")  # fmt: skip
     sigs = []
     for n, auditor in enumerate(auditors[:2]):
         sigs.append(d.path(f"s{n}.sig"))
@@ -265,9 +296,13 @@ def test_batches_through_the_command_line(desk: Desk) -> None:
     assert (shown["first"], shown["end"], shown["signers"]) == (0, 9, 2)
     payouts = {t["account"][:8]: t["amount"] for t in shown["totals"] if t["kind"] == "payout"}
     assert payouts == {PROVIDER_HEX: 12}
+    assert shown["origin"] == ORIGIN
     text = ok(*args, "--threshold", 2).stdout
     assert "co-signed by 2 of the committee (threshold 2)" in text
     assert "payout 12 credit" in text
+    ok(*args, "--threshold", 2, "--origin", ORIGIN)
+    refused(1, *args, "--threshold", 2, "--origin", "example.com/other",
+            match="not 'example.com/other'")  # fmt: skip
     refused(1, *args, "--threshold", 3, match="threshold is 3")
     refused(2, *args, "--threshold", 4, match="not in 1..3")
     forged = CosignedBatch.decode(cosigned.read_bytes())
@@ -287,6 +322,42 @@ def test_batches_through_the_command_line(desk: Desk) -> None:
             d.path("mixed.cosigned"), match="another batch")  # fmt: skip
     refused(1, "batch", "cosign", batch, "--bls-key", auditors[0], "--log-key", PROVIDER_PUB,
             "--out", d.path("wrong.sig"))  # fmt: skip
+    # Both spans in one batch, made by hand: it verifies on its own (the log signed both
+    # heads), but the ledger never recorded it, so a payout service must not pay it.
+    with _opened(d) as led:
+        heads = dict(led.store.checkpoints())
+        spanning = make_batch(led.store, ORIGIN, old=None, new=heads[max(heads)]).encode()
+    keys = [BlsPrivateKey.load(a) for a in auditors[:2]]
+    both = aggregate_cosignatures(spanning, [cosign_batch(spanning, k, LOG_KEY.public_key)
+                                             for k in keys])  # fmt: skip
+    d.path("both.cosigned").write_bytes(both.encode())
+    assert "entries [0, " in ok("batch", "verify", d.path("both.cosigned"), *args[3:],
+                                "--threshold", 2).stdout  # fmt: skip
+    refused(1, "batch", "verify", d.path("both.cosigned"), *args[3:], "--threshold", 2,
+            "--db", d.db, match="are not a batch this ledger made")  # fmt: skip
+
+
+@contextmanager
+def _opened(d: Desk) -> Iterator[Ledger]:
+    ledger = Ledger.open(d.db, clock=FixedClock(NOW))
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def test_settle_as_of_an_earlier_time_but_not_a_later_one(desk: Desk) -> None:
+    d = desk
+    d.hold_and_claim("a", seed=1)
+    closes = NOW + WINDOW_S * 1000
+    later = closes + 5000
+    refused(1, "ledger", "settle", d.db, "--now", later + 1, now=later,
+            match="after the ledger's clock")  # fmt: skip
+    shown = ok("ledger", "settle", d.db, "--now", closes - 1, now=later).stdout
+    assert shown == "released 0, refunded 0\n"
+    assert ok("ledger", "settle", d.db, "--now", closes, now=later).stdout == (
+        "released 1, refunded 0\n"
+    )
 
 
 def _forged_over_max(request: Path, fee: int) -> bytes:
@@ -322,15 +393,21 @@ def test_refusals_by_the_rules_exit_1_with_one_line(desk: Desk) -> None:
     expired = d.request("expired", "--max-amount", 5, "--expires-in", 1, seed=7)
     refused(1, "ledger", "hold", d.db, expired, now=NOW + 1000, match="expired at")
     refused(1, "ledger", "dispute", d.db, receipt, match="needs the payer's evidence bundle")
+    early = d.ruling(receipt, "challenge-rejected")  # before the payer disputed: refused
+    refused(1, "ledger", "dispute", d.db, receipt, "--ruling", early,
+            match="is claimed: a ruling settles")  # fmt: skip
+    unnamed = d.request("unnamed", "--max-amount", 5, seed=8, ledger=None)
+    refused(1, "ledger", "hold", d.db, unnamed, match="names no ledger")
+    elsewhere = d.request("elsewhere", "--max-amount", 5, seed=9, ledger="example.com/other")
+    refused(1, "ledger", "hold", d.db, elsewhere, match="names ledger 'example.com/other'")
+    refused(1, "ledger", "settle", d.db, "--now", NOW + WINDOW_S * 1000,
+            match="after the ledger's clock")  # fmt: skip
     refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence,
             now=NOW + WINDOW_S * 1000, match="closed")  # fmt: skip
     d.path("junk.revd").write_bytes(b"not an evidence bundle")
     refused(2, "ledger", "dispute", d.db, receipt, "--evidence", d.path("junk.revd"))
-    d.path("stranger.rrul").write_bytes(
-        ruling(receipt.read_bytes(), "provider-fault", signer=LOG_KEY)
-    )
-    refused(1, "ledger", "dispute", d.db, receipt, "--ruling", d.path("stranger.rrul"),
-            match="not a trusted")  # fmt: skip
+    stranger = d.ruling(receipt, "provider-fault", signer=LOG_KEY)
+    refused(1, "ledger", "dispute", d.db, receipt, "--ruling", stranger, match="not a trusted")
     after = _balances(d)
     assert after == {**before[1], (PAYER_HEX, "deposit"): before[1][PAYER_HEX, "deposit"] - 5}
 
@@ -446,3 +523,76 @@ def test_claim_json_reports_the_claim(desk: Desk) -> None:
     assert shown["amount"] == 3 == parsed.meter.amount
     assert shown["request"] == str(parsed.request)
     assert shown["window_ends"] == NOW + WINDOW_S * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A desk with a batch made and co-signed once, and more entries since, so that every
+    command that writes a file would also have something new to write."""
+
+    desk: Desk
+    batch: Path
+    auditor: Path
+    signature: Path
+
+
+@pytest.fixture
+def batched(desk: Desk) -> Batched:
+    d = desk
+    d.hold_and_claim("a", seed=1)
+    ok("log", "checkpoint", d.db, "--key", d.log_key)
+    batch, auditor, signature = d.path("b.rbat"), d.path("auditor.pem"), d.path("s.sig")
+    ok("batch", "make", d.db, "--out", batch)
+    ok("keygen", "--scheme", "bls12-381", auditor, seed=40)
+    ok("batch", "cosign", batch, "--bls-key", auditor, "--log-key", f"{d.log_key}.pub", "--out",
+       signature)  # fmt: skip
+    for _ in range(2):  # a checkpoint past the batch, and an entry past the checkpoint
+        ok("ledger", "deposit", d.db, "--account", f"{d.payer}.pub", "--amount", 1, "--asset",
+           "credit")  # fmt: skip
+        ok("log", "checkpoint", d.db, "--key", d.log_key)
+    ok("ledger", "deposit", d.db, "--account", f"{d.payer}.pub", "--amount", 1, "--asset",
+       "credit")  # fmt: skip
+    return Batched(d, batch, auditor, signature)
+
+
+OUT_COMMANDS: dict[str, list[object]] = {
+    "log_checkpoint": ["log", "checkpoint", "{db}", "--key", "{log_key}"],
+    "log_prove": ["log", "prove", "{db}", "--entry", 0],
+    "log_consistency": ["log", "consistency", "{db}", "--old-size", 1],
+    "batch_make": ["batch", "make", "{db}"],
+    "batch_make_again": ["batch", "make", "{db}", "--again", 0],
+    "batch_cosign": [
+        "batch",
+        "cosign",
+        "{batch}",
+        "--bls-key",
+        "{auditor}",
+        "--log-key",
+        "{log_key}.pub",
+    ],
+    "batch_aggregate": ["batch", "aggregate", "{batch}", "{signature}"],
+    "batch_committee": ["batch", "committee", "{auditor}.pub"],
+}
+
+
+def _ledger_now(d: Desk) -> tuple[object, ...]:
+    with _opened(d) as led:
+        return state_of(led.store), led.store.checkpoints()
+
+
+@pytest.mark.parametrize("args", OUT_COMMANDS.values(), ids=OUT_COMMANDS)
+def test_every_out_option_refuses_an_existing_file_and_changes_nothing(
+    batched: Batched, args: list[object]
+) -> None:
+    d = batched.desk
+    names = {"db": d.db, "log_key": d.log_key, "batch": batched.batch,
+             "auditor": batched.auditor, "signature": batched.signature}  # fmt: skip
+    filled = [a.format(**names) if isinstance(a, str) else a for a in args]
+    target = d.path("taken.out")
+    target.write_bytes(b"keep me")
+    before = _ledger_now(d)
+    refused(2, *filled, "--out", target, match="already exists")
+    assert target.read_bytes() == b"keep me"
+    assert _ledger_now(d) == before
+    ok(*filled, "--out", d.path("fresh.out"))  # onto a new file the command works
+    assert d.path("fresh.out").stat().st_size > 0

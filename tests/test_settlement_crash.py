@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,16 +44,18 @@ import pytest
 from receipts import codec
 from receipts.checkpoint import verify_checkpoint, verify_consistency_proof
 from receipts.digests import Digest, TensorMapDigest
+from receipts.dispute import dispute_locally
 from receipts.effects import FixedClock, seeded
 from receipts.envelope import Envelope
 from receipts.errors import ReceiptsError, StateError
 from receipts.events import AnyEvent, Bond, Claim, Deposit, Dispute, Hold, Refund, Release, Slash
+from receipts.evidence import Evidence
 from receipts.keys import PrivateKey
 from receipts.ledger import Ledger, LedgerRules
 from receipts.merkle import leaf_hash, root
 from receipts.meter import Price
 from receipts.model import LoadedModel
-from receipts.provider import Provider
+from receipts.provider import TRACE_FILE, Provider
 from receipts.receipt import receipt_id
 from receipts.reconcile import LedgerState, audit, replay, state_of
 from receipts.referee import (
@@ -66,9 +68,11 @@ from receipts.referee import (
 from receipts.request import SignedRequest, make_request
 from receipts.store import Store
 from receipts.tlog import Log
+from receipts.trace import TraceReader
 from tests import settle_workload
 from tests.conftest import FIXTURES, ROOT, fixture_inputs, fixture_key, fixture_model
 from tests.settle_workload import Pool, StepClock
+from tests.settlekit import LIE_AT
 
 ORIGIN = "example.com/crash-ledger"
 T0 = 1_800_000_000_000
@@ -160,6 +164,21 @@ class Issuer:
         self.clock.ms = at - 1
         return self.sessions[rival].run(self.inputs, request=signed).to_bytes()
 
+    def disputed(
+        self, signed: SignedRequest, at: int, payer: PrivateKey, folder: Path
+    ) -> tuple[bytes, Path]:
+        """A traced receipt for ``signed`` and the payer's evidence against it, written to
+        ``folder`` (the payer lies at one node, so even an honest run diverges)."""
+        self.clock.ms = at - 1
+        issued = self.sessions[0].run(self.inputs, request=signed, trace=True)
+        issued.write(folder)
+        receipt, evidence = issued.to_bytes(), folder / "evidence.revd"
+        with TraceReader.open(folder / TRACE_FILE) as trace:
+            found = dispute_locally(receipt, self.model, self.inputs, trace, payer,
+                                    inject_fault=LIE_AT)  # fmt: skip
+        found.evidence.write(evidence)
+        return receipt, evidence
+
 
 def make_pool(directory: Path, n: int, *, rivals: bool = False, step_ms: int = STEP_MS) -> PoolFile:
     """``n`` items, item i at T0 + i * step_ms. Crash pools (the default) vary the kinds and add
@@ -172,21 +191,29 @@ def make_pool(directory: Path, n: int, *, rivals: bool = False, step_ms: int = S
     for i in range(n):
         at, kind = T0 + i * step_ms, "pay" if rivals else crash_kind(i)
         signed.append(issuer.request(PAYERS[i % 2], at, 8000 + (i % 4) * 500))
-        receipt = issuer.receipt(signed[i], at)
+        verdict = {"rejected": CHALLENGE_REJECTED, "fault": PROVIDER_FAULT}.get(kind)
+        evidence: Path | None = None
+        if verdict is None:
+            receipt = issuer.receipt(signed[i], at)
+        else:  # made here, once: the workload only reads the bundle and the ruling on it
+            receipt, evidence = issuer.disputed(signed[i], at, PAYERS[i % 2], directory / str(i))
         hostile = not rivals and i % 10 == 1
         other = issuer.receipt(signed[i], at, rival=True) if rivals or hostile else None
         forged = None
         if hostile:  # the payer signs new terms under the nonce it used for the item before
             used = signed[i - 1].request
             forged = issuer.request(PAYERS[(i - 1) % 2], at, used.max_amount + 1, used.nonce)
-        verdict = {"rejected": CHALLENGE_REJECTED, "fault": PROVIDER_FAULT}.get(kind)
+        judged = None
+        if verdict is not None and evidence is not None:
+            judged = ruling(receipt, verdict, at, Evidence.read(evidence).digest)
         items.append({
             "kind": kind,
             "request": signed[i].to_bytes().hex(),
             "receipt": receipt.hex(),
             "other_receipt": None if other is None else other.hex(),
             "forged_request": None if forged is None else forged.to_bytes().hex(),
-            "ruling": None if verdict is None else ruling(receipt, verdict, at).hex(),
+            "evidence": None if evidence is None else str(evidence),
+            "ruling": None if judged is None else judged.hex(),
         })  # fmt: skip
     path = _write_pool(directory, items, step_ms)
     pool = Pool.read(path)
@@ -223,12 +250,13 @@ def rid(receipt: bytes) -> Digest:
     return receipt_id(Envelope.from_bytes(receipt).payload)
 
 
-def ruling(receipt: bytes, verdict: str, at: int) -> bytes:
-    """A ruling signed by the fixture referee (the ledger reads only its receipt and verdict)."""
+def ruling(receipt: bytes, verdict: str, at: int, evidence: Digest) -> bytes:
+    """A ruling signed by the fixture referee on the payer's ``evidence`` (the ledger reads its
+    receipt, evidence and verdict; the rest is made up)."""
     zero = Digest(bytes(32))
     record = Ruling(
         receipt=rid(receipt),
-        evidence=zero,
+        evidence=evidence,
         node=0,
         node_name="crash-test",
         op="Relu",
@@ -365,7 +393,7 @@ def check_ledger(db: Path, where: str, prev: Snapshot | None) -> Snapshot:
 
 
 def _difference(a: LedgerState, b: LedgerState) -> str:
-    for name in ("supply", "balances", "requests", "log_size"):
+    for name in (f.name for f in fields(a)):
         if getattr(a, name) != getattr(b, name):
             return f"{name}: replayed {getattr(a, name)!r:.300} != stored {getattr(b, name)!r:.300}"
     return "no field differs"

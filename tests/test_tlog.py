@@ -4,6 +4,8 @@ proofs, other keys and forked checkpoints are refused, and the log never signs a
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,18 +27,21 @@ from receipts.errors import (
     InputError,
     LimitError,
     NoteError,
+    PolicyError,
     ProofError,
     ReceiptsError,
     SignatureError,
     StateError,
 )
+from receipts.events import Deposit
 from receipts.keys import PrivateKey
-from receipts.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
+from receipts.ledger import Ledger
+from receipts.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash
 from receipts.note import encode_base64
 from receipts.reconcile import audit
 from receipts.tlog import Log
 from tests.conftest import fixture_key
-from tests.settlekit import LOG_KEY, ORIGIN, PAYER, World
+from tests.settlekit import LOG_KEY, NOW, ORIGIN, PAYER, HandClock, World
 
 ENTRIES = 40
 LOG_PUB = LOG_KEY.public_key
@@ -114,15 +119,92 @@ def test_signing_the_same_head_twice_gives_the_same_checkpoint(tmp_path: Path) -
 
 
 def test_the_log_refuses_to_sign_a_second_root_for_a_size(tmp_path: Path) -> None:
+    """(k2): the newest stored head has another root than the tree at its size (here, a raw
+    store edit put it there): the log signs nothing more."""
     w = World(tmp_path / "ledger.db")
     w.ledger.deposit(PAYER.public_key.key_id, "credit", 5)
     forged = sign_checkpoint(Checkpoint(origin=ORIGIN, size=2, root=bytes(32)), LOG_KEY)
-    with w.store.transaction():  # a raw store edit: a head of this size with another root
+    with w.store.transaction():
         w.store.add_checkpoint(2, forged)
-    with pytest.raises(StateError, match="another root") as raised:
+    with pytest.raises(StateError, match="no longer has the root it signed") as raised:
         w.ledger.log.checkpoint(LOG_KEY)
     assert raised.type is StateError
     assert w.store.checkpoints() == [(2, forged)]
+
+
+def test_the_first_checkpoint_pins_the_log_key(tmp_path: Path) -> None:
+    """(k1): a log signed by two keys would give verifiers two truths; the second is refused."""
+    w = World(tmp_path / "ledger.db")
+    first = w.ledger.log.checkpoint(LOG_KEY)
+    w.ledger.deposit(PAYER.public_key.key_id, "credit", 5)
+    with pytest.raises(PolicyError, match="signed by another key") as raised:
+        w.ledger.log.checkpoint(fixture_key("other_ed25519"))
+    assert raised.type is PolicyError
+    assert w.store.checkpoints() == [(1, first)]
+    assert w.store.meta("log_key") == LOG_PUB.raw
+    second = w.ledger.log.checkpoint(LOG_KEY)  # the pinned key goes on signing
+    verify_checkpoint(second, LOG_PUB, ORIGIN)
+    assert [size for size, _ in w.store.checkpoints()] == [1, 2]
+
+
+def test_a_size_keeps_its_first_note(tmp_path: Path) -> None:
+    """(k3): the same head signed again is the same note (Ed25519 is deterministic) and is kept
+    once; a different note for a size already signed (here, under another origin) is refused."""
+    w = World(tmp_path / "ledger.db")
+    note = w.ledger.log.checkpoint(LOG_KEY)
+    with w.store.transaction():
+        w.store.add_checkpoint(1, note)
+    assert w.store.checkpoints() == [(1, note)]
+    with pytest.raises(StateError, match="different checkpoint of size 1") as raised:
+        Log(w.store, "example.com/other-ledger").checkpoint(LOG_KEY)
+    assert raised.type is StateError
+    assert w.store.checkpoints() == [(1, note)]
+
+
+def _rewrite_history(path: Path, index: int, entry: bytes) -> None:
+    """Replace entry ``index`` with raw SQL and store the tree nodes the new entries make, so
+    the tree agrees with its entries and only the signed checkpoints remember the old ones."""
+    db = sqlite3.connect(path)
+    db.execute("UPDATE entries SET data = ? WHERE idx = ?", (entry, index))
+    entries = [bytes(e) for (e,) in db.execute("SELECT data FROM entries ORDER BY idx")]
+    db.execute("DELETE FROM nodes")
+    level, hashes = 0, [leaf_hash(e) for e in entries]
+    while hashes:
+        db.executemany("INSERT INTO nodes VALUES (?, ?, ?)",
+                       [(level, i, h) for i, h in enumerate(hashes)])  # fmt: skip
+        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+        level += 1
+    db.commit()
+    db.close()
+
+
+def test_the_log_signs_nothing_after_its_history_was_rewritten(tmp_path: Path) -> None:
+    """(k2): an entry changed with raw SQL on a copy, its nodes recomputed to match: the tree
+    is consistent, but not with the heads already signed, so the log refuses to sign again."""
+    w = World(tmp_path / "ledger.db")
+    for n in range(1, 6):
+        w.ledger.deposit(PAYER.public_key.key_id, "credit", n)
+    w.ledger.log.checkpoint(LOG_KEY)
+    w.ledger.deposit(PAYER.public_key.key_id, "credit", 6)
+    w.ledger.close()
+    copy = tmp_path / "copy.db"
+    shutil.copy(tmp_path / "ledger.db", copy)
+    richer = Deposit(at=NOW, account=PAYER.public_key.key_id, asset="credit", amount=10**9)
+    _rewrite_history(copy, 3, richer.encode())
+    ledger = Ledger.open(copy, clock=HandClock())
+    try:
+        signed = ledger.store.checkpoints()
+        assert ledger.log.root(6) == MerkleTree(
+            [leaf_hash(e) for e in ledger.store.entries(0, 6)]
+        ).root(6)  # the rewritten tree is self-consistent
+        with pytest.raises(StateError, match="history was rewritten") as raised:
+            ledger.log.checkpoint(LOG_KEY)
+        assert raised.type is StateError
+        assert ledger.store.checkpoints() == signed
+        with pytest.raises(StateError, match="not this log's tree"):
+            audit(ledger.store)
+    finally:
+        ledger.close()
 
 
 def test_forked_checkpoints_are_refused_as_a_fork(grown: World) -> None:
