@@ -63,7 +63,8 @@ def settlement(work: Path, key: Path, referee: Path, step: Step) -> None:
          "--model", MODEL, "--input", INPUTS, "--trace", str(faulty / "trace.rtrc"),
          "--key", str(payer), "--out", str(evidence))  # fmt: skip
     step("26. the payer opens the dispute with its evidence (a ruling is now due)", "ledger",
-         "dispute", db, str(faulty / "receipt.rcpt"), "--evidence", str(evidence))  # fmt: skip
+         "dispute", db, str(faulty / "receipt.rcpt"), "--evidence", str(evidence),
+         "--payer-key", str(payer))  # fmt: skip
     step("27. the referee rules", "judge", str(evidence), "--model", MODEL, "--key",
          str(referee), "--out", str(ruling))  # fmt: skip
     step("28. the ruling settles it: refund, bond slashed", "ledger", "dispute", db,

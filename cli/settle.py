@@ -36,7 +36,7 @@ from receipts.checkpoint import (
     verify_inclusion_proof,
 )
 from receipts.effects import Clock, SystemClock
-from receipts.envelope import MAX_ENVELOPE_BYTES
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
 from receipts.errors import InputError, ProofError
 from receipts.evidence import Evidence
 from receipts.files import read_limited, write_atomic
@@ -44,6 +44,8 @@ from receipts.jsonview import event_json
 from receipts.keys import PrivateKey, PublicKey
 from receipts.ledger import DAY_MS, Ledger, LedgerRules
 from receipts.model import load_model
+from receipts.notice import sign_notice
+from receipts.receipt import receipt_id
 from receipts.reconcile import audit, replay, state_of
 from receipts.report import RUNGS
 from receipts.tensorfiles import load_tensors
@@ -225,17 +227,35 @@ def claim(
 @click.argument("receipt", type=existing)
 @click.option("--ruling", type=existing, help="A referee's signed ruling on RECEIPT.")
 @click.option("--evidence", type=existing, help="The payer's evidence bundle (receipts dispute).")
+@click.option(
+    "--payer-key", type=existing, help="With --evidence: the payer's key signs the notice."
+)
+@click.option("--notice", type=existing, help="With --evidence: the payer's signed notice.")
 @click.pass_context
 def dispute(
-    ctx: click.Context, db: Path, receipt: Path, ruling: Path | None, evidence: Path | None
+    ctx: click.Context,
+    db: Path,
+    receipt: Path,
+    ruling: Path | None,
+    evidence: Path | None,
+    payer_key: Path | None,
+    notice: Path | None,
 ) -> None:
     """Open a dispute on a claimed RECEIPT inside its window with the payer's --evidence, or
     settle it by a referee's --ruling."""
     data = read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt")
     ruled = read_limited(ruling, MAX_ENVELOPE_BYTES, "ruling") if ruling else None
     bundle = Evidence.read(evidence) if evidence else None
+    signed_notice = read_limited(notice, MAX_ENVELOPE_BYTES, "notice") if notice else None
     with _ledger(ctx, db) as led:
-        result = led.dispute(data, ruled, evidence=bundle)
+        if bundle is not None and payer_key is not None and signed_notice is None:
+            signed_notice = sign_notice(
+                PrivateKey.load(payer_key),
+                ledger=led.rules.origin,
+                receipt=receipt_id(Envelope.from_bytes(data).payload),
+                evidence=bundle.digest,
+            )
+        result = led.dispute(data, ruled, evidence=bundle, notice=signed_notice)
         window = led.rules.window_ms
     if result.outcome == "open":
         click.echo(f"request {result.request} disputed; a ruling is due within {window // 1000} s")

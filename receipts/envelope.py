@@ -34,6 +34,7 @@ _SIGNERS = {
     "application/vnd.inference-receipts.ruling.v1+msgpack": "referee",
     "application/vnd.inference-receipts.request.v1+msgpack": "payer",
     "application/vnd.inference-receipts.dispute.v1+msgpack": "dispute party",
+    "application/vnd.inference-receipts.dispute-notice.v1+msgpack": "payer",
 }
 
 

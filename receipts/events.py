@@ -25,10 +25,23 @@ from receipts import codec
 from receipts.codec import MapReader
 from receipts.digests import Digest
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
-from receipts.errors import MalformedError, SignatureError, StateError, UnsupportedVersionError
+from receipts.errors import (
+    BindingError,
+    ExpiredError,
+    MalformedError,
+    SignatureError,
+    StateError,
+    UnsupportedVersionError,
+)
+from receipts.notice import read_notice
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import read_ruling
-from receipts.request import SignedRequest, read_stored_request
+from receipts.request import (
+    SignedRequest,
+    check_binding,
+    check_request_open,
+    read_stored_request,
+)
 
 if TYPE_CHECKING:
     from receipts.store import RequestRow, Store
@@ -190,6 +203,9 @@ class Hold(_Base):
 
     def apply(self, store: Store) -> None:
         r = self.request.request
+        if r.ledger != _opening(store).origin or self.at >= r.expires_at:
+            raise StateError(f"the hold of {self.request.id} is of a request for another "
+                             "ledger, or an expired one")  # fmt: skip
         store.add_balance(r.payer, r.asset, "deposit", -r.max_amount)
         store.insert_request(self.request)
 
@@ -238,6 +254,15 @@ class Claim(_Base):
             raise StateError(
                 f"the claim entry for {self.request} carries another request's receipt"
             )
+        opening = _opening(store)
+        signed = read_stored_request(store.signed_request(self.request))
+        try:  # the terms the payer signed, as the live claim checked them (c4, c5)
+            check_binding(signed, receipt)
+            check_request_open(signed.request, self.at)
+        except (BindingError, ExpiredError) as e:
+            raise StateError(f"the claim entry for {self.request}: {e}") from e
+        if self.window_ends != self.at + opening.window_ms:
+            raise StateError(f"the claim on {self.request} has a window the rules do not give")
         store.claim_request(
             self.request,
             receipt=self.receipt_id,
@@ -345,13 +370,16 @@ class Dispute(_Base):
     verdict: str | None = None
     evidence: Digest | None = None
     deadline: int | None = None
+    notice: bytes | None = None  # the payer's signed dispute notice (receipts.notice)
     kind = "dispute"
 
     def __post_init__(self) -> None:
         if (self.ruling is None) != (self.verdict is None):
             raise MalformedError("a dispute entry holds a ruling with its verdict, or neither")
-        if (self.evidence is None) != (self.deadline is None):
-            raise MalformedError("a dispute entry holds evidence with its deadline, or neither")
+        if not (self.evidence is None) == (self.deadline is None) == (self.notice is None):
+            raise MalformedError(
+                "a dispute entry holds evidence with its deadline and notice, or none of them"
+            )
         if (self.ruling is None) == (self.evidence is None):
             raise MalformedError("a dispute entry either opens (evidence) or rules (ruling)")
 
@@ -363,9 +391,12 @@ class Dispute(_Base):
         if self.evidence is not None:
             wire["evidence"] = self.evidence.value
             wire["deadline"] = self.deadline
+            wire["notice"] = self.notice
         return wire
 
     def check(self) -> None:
+        if self.notice is not None:
+            read_notice(self.notice)  # the payer's signature (apply checks it is the payer)
         if self.ruling is not None:  # the referee's signature, and the verdict it signed
             judged = read_ruling(self.ruling).ruling
             if judged.verdict != self.verdict:
@@ -373,17 +404,42 @@ class Dispute(_Base):
                                      f"{judged.verdict!r}")  # fmt: skip
 
     def apply(self, store: Store) -> None:
+        row = _row(store, self.request)
         if self.ruling is not None:
             signed = read_ruling(self.ruling)
             if signed.envelope.signature.public_key.raw not in _referee_keys(store):
                 raise StateError(f"the ruling on {self.request} is not by one of the referees")
-            row = _row(store, self.request)
             if row.state != "disputed" or signed.ruling.evidence != row.evidence:
                 raise StateError(f"the ruling on {self.request} judged other evidence than "
                                  "the payer's dispute")  # fmt: skip
+            if signed.ruling.receipt != row.receipt:
+                raise StateError(f"the ruling on {self.request} is about another receipt")
+        else:
+            self._check_opening(store, row)
         store.dispute_request(
             self.request, self.verdict, deadline=self.deadline, evidence=self.evidence
         )
+
+    def _check_opening(self, store: Store, row: RequestRow) -> None:
+        """An opening: by the payer (its notice), on this receipt and evidence, of a claim in
+        its window, with the deadline the rules give."""
+        assert self.notice is not None and self.deadline is not None
+        signed = read_notice(self.notice)
+        opening = _opening(store)
+        if signed.key.key_id != row.payer:
+            raise StateError(f"the dispute on {self.request} was not opened by its payer")
+        notice = signed.notice
+        if (notice.ledger, notice.receipt, notice.evidence) != (
+            opening.origin,
+            row.receipt,
+            self.evidence,
+        ):
+            raise StateError(f"the dispute notice on {self.request} names another ledger, "
+                             "receipt or evidence")  # fmt: skip
+        if row.state != "claimed" or row.window_ends is None or self.at >= row.window_ends:
+            raise StateError(f"the dispute on {self.request} opens outside a claim's window")
+        if self.deadline != self.at + opening.window_ms:
+            raise StateError(f"the dispute on {self.request} has a deadline the rules do not give")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -439,6 +495,10 @@ class BatchMade(_Base):
         return {"first": self.first, "end": self.end, "digest": self.digest.value}
 
     def apply(self, store: Store) -> None:
+        made = store.batches()
+        if self.first != (made[-1][1] if made else 0) or self.end > store.size():
+            raise StateError(f"the batch [{self.first}, {self.end}) does not follow the last "
+                             "batch, or reaches past the log")  # fmt: skip
         store.add_batch(self.first, self.end, self.digest.value)
 
 
@@ -565,6 +625,7 @@ def _dispute(r: MapReader, at: int) -> AnyEvent:
         request=request,
         evidence=Digest(r.binary("evidence", 32)),
         deadline=r.integer("deadline", 0, MAX_AMOUNT),
+        notice=r.binary("notice"),
     )
 
 

@@ -27,7 +27,8 @@ expired, and the deposit covers it.
 Opening a dispute (with an evidence bundle from ``receipts dispute``):
   (d1) receipt  the bundle disputes this receipt, which commits to a trace
   (d2) bisection its transcript is chained, signed by its challenger, consistent with the root
-  (d3) payer    the challenger is the payer of the claimed request
+  (d3) payer    the challenger is the payer, who also signed a notice naming the ledger,
+                 the receipt and this bundle (``receipts.notice``)
 Settling it: (d4) a ruling by one of the referees, on this receipt, on the opened evidence.
 
     ledger = Ledger.create(Path("ledger.db"), LedgerRules(origin="example.com/ledger"))
@@ -82,6 +83,7 @@ from receipts.evidence import Evidence
 from receipts.files import StorageError
 from receipts.keys import PublicKey
 from receipts.model import LoadedModel
+from receipts.notice import read_notice
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, read_ruling
 from receipts.report import RUNGS, Policy, Report, Status
@@ -404,12 +406,18 @@ class Ledger:
     # -- disputes ---------------------------------------------------------------------------
 
     def dispute(
-        self, data: bytes, ruling: bytes | None = None, *, evidence: Evidence | None = None
+        self,
+        data: bytes,
+        ruling: bytes | None = None,
+        *,
+        evidence: Evidence | None = None,
+        notice: bytes | None = None,
     ) -> Disputed:
         """Open a dispute on a claimed receipt inside its window with the payer's evidence
-        bundle (steps d1-d3), or resolve one with a ruling signed by one of the ledger's
-        referees. An opened dispute without a ruling by its deadline (one challenge window
-        later) is released by ``settle``: the burden of a ruling is on the one who disputes."""
+        bundle and the payer's signed notice naming it (steps d1-d3, ``receipts.notice``), or
+        resolve one with a ruling signed by one of the ledger's referees on that evidence (d4).
+        An opened dispute without a ruling by its deadline (one challenge window later) is
+        released by ``settle``: the burden of a ruling is on the one who disputes."""
         if ruling is not None and evidence is not None:
             raise InputError("give the evidence to open a dispute or the ruling to settle it")
         envelope = Envelope.from_bytes(data)
@@ -434,8 +442,8 @@ class Ledger:
             row = self.store.request_by_receipt(rid)
             if row is None:
                 raise StateError(f"receipt {rid} has no claim in this ledger")
-            if evidence is not None and evidence.challenger.key_id != row.payer:  # (d3)
-                raise BindingError("the evidence was made by a key other than the payer's")
+            if evidence is not None:  # (d3)
+                self._check_payer(row, evidence, rid, notice)
             now = self.clock.now_ms()
             self._check_disputable(row, now, with_ruling=ruling is not None)
             if ruling is not None and judged_evidence != row.evidence:
@@ -444,7 +452,7 @@ class Ledger:
                 assert evidence is not None
                 events: list[AnyEvent] = [
                     Dispute(at=now, request=row.id, evidence=evidence.digest,
-                            deadline=now + self.rules.window_ms)
+                            deadline=now + self.rules.window_ms, notice=notice)
                 ]  # fmt: skip
             else:
                 events = self._dispute_events(row, now, ruling, verdict)
@@ -452,6 +460,23 @@ class Ledger:
         slashed = sum(e.amount for e in events if isinstance(e, Slash))
         outcome = {None: "open", PROVIDER_FAULT: "refunded", CHALLENGE_REJECTED: "released"}
         return Disputed(request=row.id, outcome=outcome[verdict], slashed=slashed)
+
+    def _check_payer(
+        self, row: RequestRow, evidence: Evidence, rid: Digest, notice: bytes | None
+    ) -> None:
+        """(d3) the payer brought this: the bundle's challenger is the payer, and the payer
+        signed a notice naming this ledger, receipt and bundle. Without the notice, a provider
+        holding the payer's signed transcript could file a bundle of its own making first."""
+        if evidence.challenger.key_id != row.payer:
+            raise BindingError("the evidence was made by a key other than the payer's")
+        if notice is None:
+            raise PolicyError("opening a dispute needs the payer's signed notice")
+        signed = read_notice(notice)
+        if signed.key.key_id != row.payer:
+            raise BindingError("the dispute notice is not signed by the payer")
+        named = (signed.notice.ledger, signed.notice.receipt, signed.notice.evidence)
+        if named != (self.rules.origin, rid, evidence.digest):
+            raise BindingError("the dispute notice names another ledger, receipt or evidence")
 
     def _check_disputable(self, row: RequestRow, now: int, *, with_ruling: bool) -> None:
         """An opening needs a claim inside its window; a ruling needs the payer's open dispute

@@ -169,6 +169,7 @@ class Item:
     other_receipt: bytes | None  # run: a second receipt, to be refused; claim: process b's
     forged_request: bytes | None  # another request under a used nonce, to be refused
     evidence: Evidence | None  # the payer's, to open the dispute the ruling settles
+    notice: bytes | None  # the payer's signed notice opening it
     ruling: bytes | None
 
 
@@ -197,6 +198,7 @@ class Pool:
                 other_receipt=blob(i["other_receipt"]),
                 forged_request=blob(i["forged_request"]),
                 evidence=None if i["evidence"] is None else Evidence.read(Path(i["evidence"])),
+                notice=blob(i["notice"]),
                 ruling=blob(i["ruling"]),
             )
             for i in raw["items"]
@@ -290,7 +292,9 @@ def _work_item(worker: Worker, index: int, item: Item, model: LoadedModel) -> No
     steps: dict[str, Callable[[], object]] = {
         "hold": lambda: ledger.hold(item.request),
         "claim": lambda: ledger.claim(item.receipt, model=model),
-        "open": lambda: ledger.dispute(item.receipt, evidence=_need(item.evidence)),
+        "open": lambda: ledger.dispute(
+            item.receipt, evidence=_need(item.evidence), notice=item.notice
+        ),
         "rule": lambda: ledger.dispute(item.receipt, _need(item.ruling)),
     }
     worker.attempt("fund", index, fund)

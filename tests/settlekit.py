@@ -33,6 +33,7 @@ from receipts.keys import PrivateKey
 from receipts.ledger import Claimed, Disputed, Ledger, LedgerRules
 from receipts.meter import Price
 from receipts.model import LoadedModel
+from receipts.notice import sign_notice
 from receipts.provider import TRACE_FILE, Issued, ModelSession, Provider
 from receipts.receipt import Receipt, receipt_id
 from receipts.reconcile import state_of
@@ -217,7 +218,20 @@ class World:
 
     def open_dispute(self, receipt: bytes) -> Disputed:
         """The payer opens a dispute on a claimed traced ``receipt`` with its evidence."""
-        return self.ledger.dispute(receipt, evidence=self.evidence(receipt))
+        evidence = self.evidence(receipt)
+        return self.ledger.dispute(receipt, evidence=evidence, notice=self.notice(receipt))
+
+    def notice(self, receipt: bytes, signer: PrivateKey | None = None) -> bytes:
+        """The payer's signed notice opening a dispute on ``receipt`` with its evidence."""
+        if signer is None:
+            bound = Receipt.decode(Envelope.from_bytes(receipt).payload).request
+            signer = self._payers[bound] if bound is not None else PAYER
+        return sign_notice(
+            signer,
+            ledger=self.ledger.rules.origin,
+            receipt=rid(receipt),
+            evidence=self.evidence(receipt).digest,
+        )
 
     def rule(self, receipt: bytes, verdict: str) -> Disputed:
         """The referee's ruling on the payer's evidence against ``receipt`` (a dispute the payer

@@ -47,9 +47,11 @@ from receipts.events import (
     MAX_AMOUNT,
     MAX_ENTRY_BYTES,
     AnyEvent,
+    BatchMade,
     Claim,
     Deposit,
     Dispute,
+    Hold,
     Refund,
     Release,
     Slash,
@@ -58,10 +60,11 @@ from receipts.events import (
 from receipts.files import StorageError
 from receipts.keys import PrivateKey
 from receipts.ledger import Ledger, LedgerRules, _record
+from receipts.notice import sign_notice
 from receipts.receipt import Receipt
 from receipts.reconcile import audit, replay, state_of
 from receipts.referee import CHALLENGE_REJECTED, PROVIDER_FAULT, RULING_PAYLOAD_TYPE
-from receipts.request import REQUEST_PAYLOAD_TYPE, SignedRequest
+from receipts.request import REQUEST_PAYLOAD_TYPE, SignedRequest, read_request
 from receipts.store import SqliteStore
 from receipts.tensors import TensorSpec
 from receipts.tlog import Log
@@ -74,6 +77,7 @@ from tests.settlekit import (
     OTHER_PAYER,
     PAYER,
     SLASH,
+    TTL_MS,
     WINDOW_MS,
     HandClock,
     World,
@@ -282,9 +286,9 @@ def _ruling_on_a_sham_challenge(*, opened: bool) -> Case:
 
 def _dispute_after_window(w: World) -> Callable[[], object]:
     _, receipt = w.claimed(traced=True)
-    evidence = w.evidence(receipt)
+    evidence, notice = w.evidence(receipt), w.notice(receipt)
     w.clock.advance(WINDOW_MS)
-    return lambda: w.ledger.dispute(receipt, evidence=evidence)
+    return lambda: w.ledger.dispute(receipt, evidence=evidence, notice=notice)
 
 
 def _ruling_after_window(w: World) -> Callable[[], object]:
@@ -1144,6 +1148,8 @@ class Story:
     payers_evidence: Digest  # the payer's evidence against the `rejected` receipt
     sham_ruling: bytes  # the referee's ruling on a sham challenger's evidence against it
     stranger_ruling: bytes  # a ruling on the payer's evidence, signed by a non-referee
+    sham_notice: bytes  # a notice opening the `rejected` dispute, signed by another key
+    elsewhere: bytes  # a request, signed by the payer, for another ledger
 
     def find(self, kind: type[Any], request: Digest, pick: Callable[[Any], bool] = bool) -> int:
         """The index of the entry of ``kind`` about ``request`` (the first ``pick`` accepts)."""
@@ -1179,6 +1185,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         payers_evidence=payers,
         sham_ruling=ruling(receipt, CHALLENGE_REJECTED, evidence=sham),
         stranger_ruling=ruling(receipt, CHALLENGE_REJECTED, STRANGER, evidence=payers),
+        sham_notice=w.notice(receipt, signer=CHALLENGER),
+        elsewhere=w.request(ledger="example.com/other").to_bytes(),
     )
 
 
@@ -1242,6 +1250,17 @@ def _ruling(field: str) -> Forgery:
     return lambda s: _edited(Dispute, "rejected", _is_ruling, ruling=getattr(s, field))(s)
 
 
+def _is_opening(event: Any) -> bool:
+    return event.evidence is not None
+
+
+def _appended(make: Callable[[Story], Any]) -> Forgery:
+    return lambda s: [*s.entries, make(s).encode()]
+
+
+LATE = NOW + 10 * TTL_MS  # after every request of the story expired
+
+
 # Each forged log is well-formed and every signature in it verifies; what it says is not what
 # the ledger could have written, and replay refuses it with StateError saying why.
 MEANING_FORGERIES: dict[str, tuple[Forgery, str]] = {
@@ -1301,6 +1320,31 @@ MEANING_FORGERIES: dict[str, tuple[Forgery, str]] = {
     "ruling_on_a_sham_challengers_evidence": (
         _ruling("sham_ruling"),
         "judged other evidence than the payer's dispute",
+    ),
+    "claim_with_a_window_the_rules_do_not_give": (
+        _edited(Claim, "paid", window_ends=lambda e: e.at),
+        "a window the rules do not give",
+    ),
+    "claim_after_its_request_expired": (
+        _edited(Claim, "paid", at=LATE, window_ends=LATE + WINDOW_MS),
+        "expired",
+    ),
+    "dispute_opened_with_a_notice_not_by_the_payer": (
+        lambda s: _edited(Dispute, "rejected", _is_opening, notice=s.sham_notice)(s),
+        "not opened by its payer",
+    ),
+    "dispute_opened_twice": (_repeated(Dispute, "rejected"), "outside a claim's window"),
+    "dispute_with_a_deadline_moved": (
+        _edited(Dispute, "rejected", _is_opening, deadline=lambda e: e.deadline + 1),
+        "a deadline the rules do not give",
+    ),
+    "hold_of_a_request_for_another_ledger": (
+        _appended(lambda s: Hold(at=NOW, request=read_request(s.elsewhere))),
+        "another ledger",
+    ),
+    "batch_that_does_not_follow_the_last": (
+        _appended(lambda s: BatchMade(at=LATE, first=1, end=2, digest=NOBODY)),
+        "does not follow the last batch",
     ),
     "ruling_without_the_payers_opening": (
         _dropped(Dispute, "rejected", lambda e: e.evidence is not None),
@@ -1650,3 +1694,38 @@ def test_a_group_commit_without_the_model_refuses_every_claim(world: World) -> N
     results = world.ledger.claim_many([world.issue(signed)])
     assert isinstance(results[0], PolicyError)
     assert state_of(world.store) == before
+
+
+def test_only_the_payers_signed_notice_opens_a_dispute(world: World) -> None:
+    """A provider holding the payer's signed transcript files a bundle under the payer's name
+    first: refused without the payer's notice, so the payer's own dispute and ruling stand."""
+    world.fund()
+    _, receipt = world.claimed(traced=True)
+    real = world.evidence(receipt)
+    sham = replace(real, claim=real.opening.node.leaf, raw=None, opening_wire=None)
+    assert sham.digest != real.digest and sham.challenger == real.challenger
+    by_provider = sign_notice(provider_key(), ledger=world.ledger.rules.origin,
+                              receipt=rid(receipt), evidence=sham.digest)  # fmt: skip
+    cases = [
+        (PolicyError, "signed notice", sham, None),
+        (BindingError, "not signed by the payer", sham, by_provider),
+        (BindingError, "another ledger, receipt or evidence", sham, world.notice(receipt)),
+        (
+            BindingError,
+            "another ledger, receipt or evidence",
+            real,
+            sign_notice(
+                PAYER, ledger="example.com/other", receipt=rid(receipt), evidence=real.digest
+            ),
+        ),
+    ]
+    for error, match, bundle, notice in cases:
+        refused(
+            world.store,
+            error,
+            lambda b=bundle, n=notice: world.ledger.dispute(receipt, evidence=b, notice=n),
+            match,
+        )
+    assert world.open_dispute(receipt).outcome == "open"  # the payer's own still opens
+    resolved = world.ledger.dispute(receipt, world.ruling(receipt, PROVIDER_FAULT))
+    assert resolved.outcome == "refunded"

@@ -182,15 +182,17 @@ def test_the_settlement_flow_through_the_command_line(desk: Desk) -> None:
     fault = d.ruling(faulty, "provider-fault")
     refused(1, "ledger", "dispute", d.db, faulty, "--ruling", fault,
             match="a ruling settles a dispute the payer opened")  # fmt: skip
-    ok("ledger", "dispute", d.db, faulty, "--evidence", d.evidence(faulty))
+    ok("ledger", "dispute", d.db, faulty, "--evidence", d.evidence(faulty), "--payer-key", d.payer)
     shown = ok("ledger", "dispute", d.db, faulty, "--ruling", fault).stdout
     assert "refunded by the ruling, 30 slashed from the bond" in shown
-    shown = ok("ledger", "dispute", d.db, challenged, "--evidence", d.evidence(challenged)).stdout
+    shown = ok("ledger", "dispute", d.db, challenged, "--evidence", d.evidence(challenged),
+               "--payer-key", d.payer).stdout  # fmt: skip
     assert shown == (
         f"request {_request_id(challenged)} disputed; a ruling is due within {WINDOW_S} s\n"
     )
     opened = NOW + 1000  # the deadline of `lapsed` is one window later: NOW + 61 s
     shown = ok("ledger", "dispute", d.db, lapsed, "--evidence", d.evidence(lapsed),
+               "--payer-key", d.payer,
                now=opened).stdout  # fmt: skip
     assert f"a ruling is due within {WINDOW_S} s" in shown
     rejected = d.ruling(challenged, "challenge-rejected")
@@ -402,8 +404,12 @@ def test_refusals_by_the_rules_exit_1_with_one_line(desk: Desk) -> None:
     refused(1, "ledger", "hold", d.db, elsewhere, match="names ledger 'example.com/other'")
     refused(1, "ledger", "settle", d.db, "--now", NOW + WINDOW_S * 1000,
             match="after the ledger's clock")  # fmt: skip
-    refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence,
+    refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence, "--payer-key", d.payer,
             now=NOW + WINDOW_S * 1000, match="closed")  # fmt: skip
+    refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence,
+            match="signed notice")  # fmt: skip
+    refused(1, "ledger", "dispute", d.db, receipt, "--evidence", evidence, "--payer-key", d.log_key,
+            match="notice is not signed by the payer")  # fmt: skip
     d.path("junk.revd").write_bytes(b"not an evidence bundle")
     refused(2, "ledger", "dispute", d.db, receipt, "--evidence", d.path("junk.revd"))
     stranger = d.ruling(receipt, "provider-fault", signer=LOG_KEY)

@@ -55,6 +55,7 @@ from receipts.ledger import Ledger, LedgerRules
 from receipts.merkle import leaf_hash, root
 from receipts.meter import Price
 from receipts.model import LoadedModel
+from receipts.notice import sign_notice
 from receipts.provider import TRACE_FILE, Provider
 from receipts.receipt import receipt_id
 from receipts.reconcile import LedgerState, audit, replay, state_of
@@ -203,9 +204,13 @@ def make_pool(directory: Path, n: int, *, rivals: bool = False, step_ms: int = S
         if hostile:  # the payer signs new terms under the nonce it used for the item before
             used = signed[i - 1].request
             forged = issuer.request(PAYERS[(i - 1) % 2], at, used.max_amount + 1, used.nonce)
-        judged = None
+        judged = notice = None
         if verdict is not None and evidence is not None:
-            judged = ruling(receipt, verdict, at, Evidence.read(evidence).digest)
+            digest = Evidence.read(evidence).digest
+            judged = ruling(receipt, verdict, at, digest)
+            notice = sign_notice(
+                PAYERS[i % 2], ledger=ORIGIN, receipt=rid(receipt), evidence=digest
+            )
         items.append({
             "kind": kind,
             "request": signed[i].to_bytes().hex(),
@@ -214,6 +219,7 @@ def make_pool(directory: Path, n: int, *, rivals: bool = False, step_ms: int = S
             "forged_request": None if forged is None else forged.to_bytes().hex(),
             "evidence": None if evidence is None else str(evidence),
             "ruling": None if judged is None else judged.hex(),
+            "notice": None if notice is None else notice.hex(),
         })  # fmt: skip
     path = _write_pool(directory, items, step_ms)
     pool = Pool.read(path)
