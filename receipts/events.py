@@ -19,6 +19,7 @@ drops a unit. Kinds: ``open`` (the ledger's parameters, entry 0), ``deposit``, `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from receipts import codec
@@ -511,9 +512,17 @@ def _row(store: Store, request: Digest) -> RequestRow:
 
 def _opening(store: Store) -> Open:
     data = store.meta("open")
-    event = None if data is None else decode_event(data)
-    if not isinstance(event, Open):
+    if data is None:
         raise StateError("the ledger was never opened")
+    return _decode_opening(data)
+
+
+@lru_cache(maxsize=16)
+def _decode_opening(data: bytes) -> Open:
+    """Entry 0, decoded once per ledger (every claim and dispute applied reads its rules)."""
+    event = decode_event(data)
+    if not isinstance(event, Open):
+        raise StateError("the ledger's entry 0 is not its opening")
     return event
 
 
