@@ -18,6 +18,7 @@ drops a unit. Kinds: ``open`` (the ledger's parameters, entry 0), ``deposit``, `
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +35,7 @@ from receipts.errors import (
     StateError,
     UnsupportedVersionError,
 )
+from receipts.keys import PublicKey
 from receipts.notice import read_notice
 from receipts.receipt import Receipt, receipt_id
 from receipts.referee import read_ruling
@@ -88,17 +90,18 @@ def _amount(value: int, what: str) -> None:
         raise MalformedError(f"{what} must be an integer in [0, 2^63-1], got {value}")
 
 
-class _Base:
+class _Base(ABC):
     """Shared encoding: ``{"type", "version", "kind", "at", ...fields}``."""
 
     __slots__ = ()
     kind: str
     at: int
 
+    @abstractmethod
     def fields(self) -> dict[str, object]:
-        raise NotImplementedError
+        """The entry's own fields, beside the common ones."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - most entries carry no signature: nothing to check
         """Re-check the signatures the entry carries (replay and audits call this; the live
         ledger checked them, and more, before it recorded the entry)."""
 
@@ -123,7 +126,7 @@ class Open(_Base):
     window_ms: int
     slash_amount: int
     rungs: tuple[str, ...]
-    referees: tuple[bytes, ...]  # encoded public keys, see receipts.ledger.encode_key
+    referees: tuple[bytes, ...]  # encoded public keys (encode_key)
     kind = "open"
 
     def __post_init__(self) -> None:
@@ -531,13 +534,19 @@ def _rules_slash(store: Store) -> int:
 
 
 def _referee_keys(store: Store) -> set[bytes]:
-    keys = set()
-    for encoded in _opening(store).referees:
-        r = MapReader(codec.decode(encoded), "referee")
-        r.text("scheme", 16)
-        keys.add(r.binary("public_key", max_len=128))
-        r.close()
-    return keys
+    return {decode_key(encoded).raw for encoded in _opening(store).referees}
+
+
+def encode_key(key: PublicKey) -> bytes:
+    """A public key as the ``open`` entry records it (a referee's)."""
+    return codec.encode({"scheme": key.scheme, "public_key": key.raw})
+
+
+def decode_key(data: bytes) -> PublicKey:
+    r = MapReader(codec.decode(data), "key")
+    key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
+    r.close()
+    return key
 
 
 AnyEvent = Open | Deposit | Bond | Hold | Claim | Release | Refund | Dispute | Slash | BatchMade

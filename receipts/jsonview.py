@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from receipts import codec
-from receipts.codec import MapReader
 from receipts.digests import (
     Digest,
     Entry,
@@ -22,8 +20,7 @@ from receipts.digests import (
     digest_of,
 )
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
-from receipts.events import AnyEvent
-from receipts.keys import PublicKey
+from receipts.events import AnyEvent, decode_key
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
 from receipts.referee import RULING_PAYLOAD_TYPE, Ruling
@@ -163,7 +160,7 @@ def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
     fields: dict[str, Any] = {"index": index, "kind": event.kind, "at": event.at}
     for name, value in event.fields().items():
         if name == "referees" and isinstance(value, list):
-            fields[name] = [_referee_id(v) for v in value]
+            fields[name] = [decode_key(v).key_id.hex() for v in value if isinstance(v, bytes)]
         elif name in _PAYLOAD_TYPES and isinstance(value, bytes) and len(value) > 32:
             fields[name] = str(signed_digest(name, value))
         elif name in ("request", "evidence", "digest") and isinstance(value, bytes):
@@ -171,14 +168,6 @@ def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
         else:
             fields[name] = _plain(value)
     return fields
-
-
-def _referee_id(encoded: object) -> str:
-    """A referee key recorded in the ``open`` entry, shown by its key id."""
-    r = MapReader(codec.decode(encoded if isinstance(encoded, bytes) else b""), "referee")
-    key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
-    r.close()
-    return key.key_id.hex()
 
 
 def signed_digest(kind: str, envelope: bytes) -> Digest:

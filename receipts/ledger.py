@@ -43,9 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from receipts import codec
 from receipts.batch import MAX_BATCH_BYTES, batch_digest, make_batch
-from receipts.codec import MapReader
 from receipts.digests import Digest, Value
 from receipts.dispute import check_transcript
 from receipts.effects import Clock, SystemClock
@@ -78,6 +76,8 @@ from receipts.events import (
     Release,
     Slash,
     decode_event,
+    decode_key,
+    encode_key,
 )
 from receipts.evidence import Evidence
 from receipts.files import StorageError
@@ -146,17 +146,6 @@ class LedgerRules:
             rungs=event.rungs,
             referees=tuple(decode_key(k) for k in event.referees),
         )
-
-
-def encode_key(key: PublicKey) -> bytes:
-    return codec.encode({"scheme": key.scheme, "public_key": key.raw})
-
-
-def decode_key(data: bytes) -> PublicKey:
-    r = MapReader(codec.decode(data), "key")
-    key = PublicKey.parse(r.text("scheme", 16), r.binary("public_key", max_len=128))
-    r.close()
-    return key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
