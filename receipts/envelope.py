@@ -109,7 +109,7 @@ class Envelope:
         )
         kind, version = r.text("type", 64), r.integer("version", 0, codec.INT_MAX)
         if kind != ENVELOPE_TYPE:
-            raise UnsupportedVersionError(f"not a receipt envelope (type {kind!r})")
+            raise UnsupportedVersionError(f"not a signed envelope (type {kind!r})")
         if version != ENVELOPE_VERSION:
             raise UnsupportedVersionError(f"envelope version {version} is not supported (only 1)")
         found = r.text("payload_type", 256)
