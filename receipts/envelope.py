@@ -8,7 +8,9 @@ decodes the payload. PAE is DSSE's pre-authentication encoding:
 
 (lengths in ASCII decimal, type in UTF-8). On the wire the envelope is a canonical map
 ``{"payload", "payload_type", "signatures", "type": "envelope", "version": 1}``; version 1 holds
-exactly one signature ``{"key_id", "public_key", "scheme", "sig"}``.
+exactly one signature ``{"key_id", "public_key", "scheme", "sig"}``. It may also carry
+``attachments`` (``receipts.attachments``): evidence items outside the signature, absent when
+there are none, so an envelope without evidence keeps its exact bytes.
 
     env = Envelope.sign(RECEIPT_PAYLOAD_TYPE, payload, signer)
     key = env.verify_signature(trusted=None)      # raises SignatureError
@@ -17,9 +19,10 @@ exactly one signature ``{"key_id", "public_key", "scheme", "sig"}``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from receipts import codec
+from receipts.attachments import MAX_ATTACHMENTS, Attachment
 from receipts.codec import MapReader
 from receipts.errors import MalformedError, SignatureError, UnsupportedVersionError
 from receipts.keys import PublicKey, Signer
@@ -75,11 +78,22 @@ class Signature:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Envelope:
-    """Payload bytes, payload type and the signature; the unit written to a ``.rcpt`` file."""
+    """Payload bytes, payload type and the signature (and any evidence attachments); the unit
+    written to a ``.rcpt`` file."""
 
     payload_type: str
     payload: bytes
     signature: Signature
+    attachments: tuple[Attachment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.attachments) > MAX_ATTACHMENTS:
+            raise MalformedError(f"an envelope carries at most {MAX_ATTACHMENTS} attachments")
+
+    def attach(self, *items: Attachment) -> Envelope:
+        """This envelope with ``items`` added after any it carries (the signature is unchanged:
+        attachments are outside it)."""
+        return replace(self, attachments=self.attachments + items)
 
     @classmethod
     def sign(cls, payload_type: str, payload: bytes, signer: Signer) -> Envelope:
@@ -90,15 +104,16 @@ class Envelope:
         return cls(payload_type=payload_type, payload=payload, signature=sig)
 
     def to_bytes(self) -> bytes:
-        return codec.encode(
-            {
-                "type": ENVELOPE_TYPE,
-                "version": ENVELOPE_VERSION,
-                "payload_type": self.payload_type,
-                "payload": self.payload,
-                "signatures": [self.signature.to_wire()],
-            }
-        )
+        wire: dict[str, object] = {
+            "type": ENVELOPE_TYPE,
+            "version": ENVELOPE_VERSION,
+            "payload_type": self.payload_type,
+            "payload": self.payload,
+            "signatures": [self.signature.to_wire()],
+        }
+        if self.attachments:
+            wire["attachments"] = [a.to_wire() for a in self.attachments]
+        return codec.encode(wire)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, payload_type: str = RECEIPT_PAYLOAD_TYPE) -> Envelope:
@@ -122,10 +137,19 @@ class Envelope:
             raise MalformedError(
                 f"envelope v1 holds exactly one signature, found {len(signatures)}"
             )
+        attachments: tuple[Attachment, ...] = ()
+        if r.has("attachments"):
+            items = r.array("attachments", MAX_ATTACHMENTS)
+            if not items:
+                raise MalformedError("an empty attachments array is written as no field")
+            if payload_type != RECEIPT_PAYLOAD_TYPE:
+                raise MalformedError("only receipt envelopes carry attachments")
+            attachments = tuple(Attachment.from_wire(item) for item in items)
         envelope = cls(
             payload_type=payload_type,
             payload=r.binary("payload", max_len=MAX_ENVELOPE_BYTES),
             signature=Signature.from_wire(signatures[0]),
+            attachments=attachments,
         )
         r.close()
         return envelope

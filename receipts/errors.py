@@ -85,6 +85,11 @@ class NoteError(MalformedError):
     """A signed note, checkpoint or proof text that does not follow its C2SP format."""
 
 
+class AttestationFormatError(MalformedError):
+    """An attestation document that is not a well-formed COSE_Sign1 Nitro document (CBOR,
+    header, field types, sizes); nothing about the enclave was checked."""
+
+
 # --- verification failures: exit code 1 ----------------------------------------------------
 
 
@@ -122,6 +127,25 @@ class ProofError(VerificationError):
 
 class ForkError(ProofError):
     """Two signed tree heads of one log with different roots for one size: the log forked."""
+
+
+class AttestationError(VerificationError):
+    """A well-formed attestation document that does not hold: its COSE signature, or (by the
+    subclass) its certificates, its measurements or its binding to the receipt."""
+
+
+class CertificateError(AttestationError):
+    """The document's certificate chain does not lead from its leaf to a pinned root, valid at
+    the time checked and with the CA constraints every link must meet."""
+
+
+class MeasurementError(AttestationError):
+    """The enclave's PCRs are not the ones the policy expects (or it is a debug enclave)."""
+
+
+class AttestationBindingError(AttestationError):
+    """The document does not bind this receipt: neither its user_data (the receipt id) nor its
+    public_key (the receipt's signing key, within the policy's age limit)."""
 
 
 class ThresholdError(VerificationError):

@@ -124,6 +124,12 @@ class PublicKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def to_der(self) -> bytes:
+        """DER SubjectPublicKeyInfo: how an attestation document's ``public_key`` names it."""
+        return self._key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
     @classmethod
     def from_pem(cls, data: bytes) -> PublicKey:
         try:

@@ -13,6 +13,11 @@ Given the payer's signed request (``run(..., request=signed)``), the session che
 running: a request expired by the provider's clock, or whose terms (models, inputs, provider,
 asset, maximum amount) do not cover the run, raises and nothing is run or signed. Otherwise the
 receipt names the request, and ``receipts.request.check_binding`` holds for it.
+
+Given an ``attester`` (``receipts.attachments.Attester``: a Nitro enclave's, or the simulator),
+each receipt file carries an attestation beside the signed payload: per-receipt mode asks for a
+document whose user_data is the receipt id; key mode asks once for a document naming the
+signing key (re-asked after ``key_attestation_refresh_ms``) and attaches it to every receipt.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from receipts.attachments import Attachment, Attester
 from receipts.digests import Digest, TensorMapDigest, Value, flat_tensors
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
@@ -48,6 +54,7 @@ RECEIPT_FILE = "receipt.rcpt"
 OUTPUTS_FILE = "outputs.npz"
 TRACE_FILE = "trace.rtrc"
 NONCE_BYTES = 16
+ATTEST_MODES = ("receipt", "key")
 # Inputs at least this large are hashed on a helper thread while the model runs (hashlib and
 # onnxruntime both release the GIL). Measured on a 2-vCPU machine: a 2 MiB input gained ~1% of the
 # run (1.072x -> 1.062x); a 64 KiB input gained nothing, the hand-off costing what it saved.
@@ -115,13 +122,35 @@ class Provider:
         clock: Clock | None = None,
         random_bytes: RandomBytes = system_random,
         runner_factory: RunnerFactory = OrtRunner,
+        attester: Attester | None = None,
+        attest_mode: str = "receipt",
+        key_attestation_refresh_ms: int = 3_600_000,
     ) -> None:
+        if attest_mode not in ATTEST_MODES:
+            raise MalformedError(f"attest mode must be one of {', '.join(ATTEST_MODES)}")
         self.signer = signer
         self.price = price or Price()
         self.settings = settings or RuntimeSettings()
         self.clock: Clock = clock or SystemClock()
         self.random_bytes = random_bytes
         self.runner_factory = runner_factory
+        self.attester = attester
+        self.attest_mode = attest_mode
+        self.key_attestation_refresh_ms = key_attestation_refresh_ms
+        self._key_attestation: tuple[int, Attachment] | None = None
+
+    def attestation(self, envelope: Envelope) -> Attachment | None:
+        """The evidence to attach to ``envelope`` (None without an attester)."""
+        if self.attester is None:
+            return None
+        if self.attest_mode == "receipt":
+            return self.attester.attest(user_data=receipt_id(envelope.payload).value)
+        now = self.clock.now_ms()
+        cached = self._key_attestation
+        if cached is None or now - cached[0] >= self.key_attestation_refresh_ms:
+            cached = (now, self.attester.attest(public_key=self.signer.public_key.to_der()))
+            self._key_attestation = cached
+        return cached[1]
 
     def session(self, model: LoadedModel) -> ModelSession:
         """Open a runner and a meter plan for ``model``; reuse it for every request."""
@@ -203,6 +232,9 @@ class ModelSession:
             # The terms were checked before the run; this catches an expiry passed while running.
             check_binding(request, receipt)
         envelope = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), p.signer)
+        evidence = p.attestation(envelope)
+        if evidence is not None:
+            envelope = envelope.attach(evidence)
         return Issued(envelope=envelope, receipt=receipt, outputs=outputs, trace=traced)
 
     def _admit(

@@ -9,30 +9,36 @@ per rung, each with its numbered ``StepResult``s (the numbering is in ``receipts
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 from receipts.digests import Digest
 from receipts.errors import MalformedError, PolicyError, ReceiptsError
 from receipts.keys import PublicKey
+from receipts.nitro import NitroPolicy
 from receipts.receipt import Receipt
 from receipts.tolerance import Tolerance
 
-RUNGS = ("signature", "digests", "reexec", "spot-check")
+RUNGS = ("signature", "digests", "reexec", "spot-check", "tee")
 LADDER = RUNGS[:3]  # the rungs ``receipts verify --mode`` climbs, each including those below
 
 
 def allowed_rungs(
-    model: object, inputs: object, outputs: object, trace: object = None
+    model: object, inputs: object, outputs: object, trace: object = None, *, tee: bool = False
 ) -> tuple[str, ...]:
     """The rungs the supplied material allows (whatever is not None), in ladder order. With a
-    trace, the cheap spot check replaces full re-execution."""
+    trace, the cheap spot check replaces full re-execution; with a TEE policy, the tee rung is
+    added."""
     if model is not None and inputs is not None:
-        return ("signature", "digests", "spot-check") if trace is not None else LADDER
-    if model is not None or inputs is not None or outputs is not None:
-        return ("signature", "digests")
-    return ("signature",)
+        rungs: tuple[str, ...] = (
+            ("signature", "digests", "spot-check") if trace is not None else LADDER
+        )
+    elif model is not None or inputs is not None or outputs is not None:
+        rungs = ("signature", "digests")
+    else:
+        rungs = ("signature",)
+    return (*rungs, "tee") if tee else rungs
 
 
 class Status(Enum):
@@ -50,6 +56,7 @@ class Policy:
     the signature rung is always required. ``exact=True`` refuses tolerance comparison: a receipt
     from another runtime identity then fails re-execution (and spot-check re-runs).
     ``spot_samples`` is k, the number of trace nodes the spot-check rung opens.
+    ``tee`` is what the tee rung accepts (pinned roots, PCRs, ages); the rung needs it.
     """
 
     trusted_keys: tuple[PublicKey, ...] | None = None
@@ -60,6 +67,7 @@ class Policy:
     max_age_ms: int | None = None
     exact: bool = False
     spot_samples: int = 8
+    tee: NitroPolicy | None = None
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.output_tolerances.get(output, self.tolerance)
@@ -70,6 +78,8 @@ class Policy:
             raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
         if self.required is not None and "signature" not in self.required:
             raise MalformedError("the signature rung is always required")
+        if self.required is not None and "tee" in self.required and self.tee is None:
+            raise MalformedError("the tee rung needs a TEE policy (at least one pinned root)")
         if not 1 <= self.spot_samples <= 1 << 20:
             raise MalformedError("spot-check samples must be 1..1048576")
         if self.max_future_skew_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):
@@ -85,6 +95,45 @@ class StepResult:
     reason: str = ""
     error: ReceiptsError | None = None
     details: Mapping[str, object] = field(default_factory=dict)
+
+
+class Steps:
+    """Collects step results; ``run`` turns a raised library error into a failed step."""
+
+    def __init__(self) -> None:
+        self.results: list[StepResult] = []
+
+    def run(self, step: str, fn: Callable[[], Mapping[str, object] | None]) -> bool:
+        try:
+            details = fn() or {}
+        except ReceiptsError as e:
+            self.fail(step, e)
+            return False
+        self.results.append(StepResult(step=step, status=Status.PASSED, details=details))
+        return True
+
+    def fail(self, step: str, e: ReceiptsError, reason: str | None = None) -> None:
+        if isinstance(e.details, Mapping):
+            details = e.details
+        else:
+            details = {"rows": e.details} if e.details is not None else {}
+        self.results.append(
+            StepResult(
+                step=step,
+                status=Status.FAILED,
+                reason=str(e) if reason is None else reason,
+                error=e,
+                details=details,
+            )
+        )
+
+    def skip(self, step: str, reason: str) -> None:
+        self.results.append(StepResult(step=step, status=Status.NOT_RUN, reason=reason))
+
+    def take(self, rung: str) -> RungResult:
+        result = RungResult(rung=rung, steps=tuple(self.results))
+        self.results = []
+        return result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

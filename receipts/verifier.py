@@ -22,16 +22,21 @@ spot-check rung (with a trace file; see receipts.spotcheck)
   (12) trace     the trace is the receipt's and its leaves hold the receipt's outputs
   (13) sample    k nodes drawn from the verifier's seed and the receipt id
   (14) nodes     each sampled node opened, re-run alone, and Freivalds-checked
+tee rung (with a TEE policy; see receipts.tee and, for N1-N6, receipts.nitro)
+  (15) attachments  the evidence items; unknown types reported, never counted
+  (16) attestation  a Nitro document verifies at its own time, to a pinned root, PCRs as expected
+  (17) binding      its user_data is the receipt id, or its public_key the receipt's signing key
 
     verifier = Verifier(Policy(trusted_keys=(provider_key,)))
     report = verifier.check(data, model=model, inputs=inputs)      # Report; bool(report)
     report = verifier.check(data, model=model, inputs=inputs, trace=TraceReader.open(path))
+    report = Verifier(Policy(tee=NitroPolicy(roots=(aws_root,)))).check(data)   # + tee rung
     verified = verifier.verify(data, model=model, inputs=inputs)   # or raises VerificationError
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from receipts.digests import Digest, TensorMapDigest, Value
@@ -40,7 +45,6 @@ from receipts.envelope import Envelope
 from receipts.errors import (
     DigestMismatchError,
     PolicyError,
-    ReceiptsError,
     ReexecutionError,
     SignatureError,
 )
@@ -52,49 +56,19 @@ from receipts.receipt import Receipt, receipt_id
 from receipts.report import (
     Policy,
     Report,
-    RungResult,
     Status,
-    StepResult,
+    Steps,
     VerifiedReceipt,
     allowed_rungs,
 )
 from receipts.runtime import OrtRunner, Runner, RunnerFactory, RuntimeSettings
 from receipts.spotcheck import SpotChecker, SpotPolicy, check_trace
+from receipts.tee import check_tee
 from receipts.tolerance import compare_outputs
 from receipts.trace import TraceReader
 
 _RUNNER_CACHE = 4  # onnxruntime sessions kept per verifier, most recently used
 TensorMap = Mapping[str, Value]
-
-
-class _Steps:
-    """Collects step results; ``run`` turns a raised library error into a failed step."""
-
-    def __init__(self) -> None:
-        self.results: list[StepResult] = []
-
-    def run(self, step: str, fn: Callable[[], Mapping[str, object] | None]) -> bool:
-        try:
-            details = fn() or {}
-        except ReceiptsError as e:
-            if isinstance(e.details, Mapping):
-                details = e.details
-            else:
-                details = {"rows": e.details} if e.details is not None else {}
-            self.results.append(
-                StepResult(step=step, status=Status.FAILED, reason=str(e), error=e, details=details)
-            )
-            return False
-        self.results.append(StepResult(step=step, status=Status.PASSED, details=details))
-        return True
-
-    def skip(self, step: str, reason: str) -> None:
-        self.results.append(StepResult(step=step, status=Status.NOT_RUN, reason=reason))
-
-    def take(self, rung: str) -> RungResult:
-        result = RungResult(rung=rung, steps=tuple(self.results))
-        self.results = []
-        return result
 
 
 class Verifier:
@@ -125,10 +99,17 @@ class Verifier:
         outputs: TensorMap | None = None,
         trace: TraceReader | None = None,
         seed: bytes | None = None,
+        attestations: Sequence[bytes] = (),
     ) -> VerifiedReceipt:
         """The verified receipt, or the typed error of the first failed step."""
         report = self.check(
-            data, model=model, inputs=inputs, outputs=outputs, trace=trace, seed=seed
+            data,
+            model=model,
+            inputs=inputs,
+            outputs=outputs,
+            trace=trace,
+            seed=seed,
+            attestations=attestations,
         )
         if not report:
             raise report.first_error()
@@ -146,13 +127,19 @@ class Verifier:
         outputs: TensorMap | None = None,
         trace: TraceReader | None = None,
         seed: bytes | None = None,
+        attestations: Sequence[bytes] = (),
     ) -> Report:
         """Run the required rungs (by default all the material allows); never raises for a failed
         step. Rungs the policy does not require are not run. ``seed`` picks the spot-check sample
-        (default: fresh randomness, reported so the check can be replayed)."""
-        required = self.policy.required or allowed_rungs(model, inputs, outputs, trace)
+        (default: fresh randomness, reported so the check can be replayed). ``attestations``
+        are Nitro documents supplied beside the receipt file (a key-mode document fetched once
+        per provider key), counted with the ones attached to it."""
+        tee_policy = self.policy.tee
+        required = self.policy.required or allowed_rungs(
+            model, inputs, outputs, trace, tee=tee_policy is not None
+        )
         state = _State(data=data, model=model, inputs=inputs, outputs=outputs, trace=trace)
-        steps = _Steps()
+        steps = Steps()
         self._signature_rung(state, steps)
         signature = steps.take("signature")
         trusted = state.receipt is not None and signature.status is Status.PASSED
@@ -177,18 +164,34 @@ class Verifier:
         else:
             steps.skip("12-14 spot-check", "the receipt did not pass the signature rung")
         spot = steps.take("spot-check")
+        if "tee" not in required or tee_policy is None:
+            steps.skip("15-17 tee", "not required by the policy")
+        elif trusted:
+            assert state.envelope is not None and state.receipt is not None and state.key
+            check_tee(
+                steps,
+                envelope=state.envelope,
+                receipt=state.receipt,
+                key=state.key,
+                policy=tee_policy,
+                now_ms=self.clock.now_ms(),
+                supplied=attestations,
+            )
+        else:
+            steps.skip("15-17 tee", "the receipt did not pass the signature rung")
+        tee = steps.take("tee")
         return Report(
             receipt_id=receipt_id(state.envelope.payload) if state.envelope else None,
             receipt=state.receipt,
             key=state.key,
             key_pinned=self.policy.trusted_keys is not None,
             required=required,
-            rungs=(signature, digests, reexec, spot),
+            rungs=(signature, digests, reexec, spot, tee),
         )
 
     # -- signature rung ---------------------------------------------------------------------
 
-    def _signature_rung(self, s: _State, steps: _Steps) -> None:
+    def _signature_rung(self, s: _State, steps: Steps) -> None:
         def decode() -> None:  # (1) decode, (2) type
             s.envelope = Envelope.from_bytes(s.data)
 
@@ -233,7 +236,7 @@ class Verifier:
 
     # -- digests rung -----------------------------------------------------------------------
 
-    def _digests_rung(self, s: _State, steps: _Steps) -> None:
+    def _digests_rung(self, s: _State, steps: Steps) -> None:
         receipt = s.receipt
         assert receipt is not None
         model, inputs, outputs = s.model, s.inputs, s.outputs
@@ -283,7 +286,7 @@ class Verifier:
 
     # -- reexec rung ------------------------------------------------------------------------
 
-    def _reexec_rung(self, s: _State, steps: _Steps) -> None:
+    def _reexec_rung(self, s: _State, steps: Steps) -> None:
         receipt = s.receipt
         assert receipt is not None
         if s.model is None or s.inputs is None:
@@ -321,7 +324,7 @@ class Verifier:
 
     # -- spot-check rung ---------------------------------------------------------------------
 
-    def _spot_rung(self, s: _State, steps: _Steps, seed: bytes) -> None:
+    def _spot_rung(self, s: _State, steps: Steps, seed: bytes) -> None:
         receipt, model, inputs, trace = s.receipt, s.model, s.inputs, s.trace
         assert receipt is not None and s.envelope is not None
         if model is None or inputs is None or trace is None:

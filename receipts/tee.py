@@ -1,0 +1,251 @@
+"""The tee rung: a Nitro attestation binds this receipt to a measured enclave (verification).
+
+Called by ``receipts.verifier`` after the signature rung passed; the document-level steps N1-N6
+are in ``receipts.nitro``. Steps, numbered with the verifier's:
+
+  (15) attachments  the envelope's evidence items, and any documents supplied beside it, are
+                    read; items of an unknown type or version are reported and never counted
+  (16) attestation  a Nitro document passes N1-N5, its chain checked at the document's own
+                    timestamp, which must not be after the verifier's clock (beyond the skew)
+                    nor, if the policy says so, older than its max age
+  (17) binding      N6 for receipts: ``user_data`` is the receipt id (per-receipt mode; the
+                    document dates from after the receipt was issued), or ``public_key`` is the
+                    DER SubjectPublicKeyInfo of the key that signed the receipt (key mode; the
+                    receipt was issued at most ``max_key_age_ms`` after the document)
+
+With several documents the rung passes when one of them passes 16 and 17; the report then names
+that one, and otherwise the first one's failure.
+
+    steps = Steps()
+    check_tee(steps, envelope=env, receipt=receipt, key=key, policy=tee_policy, now_ms=now)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from receipts.attachments import Attachment
+from receipts.cose import CoseSign1
+from receipts.envelope import Envelope
+from receipts.errors import AttestationBindingError, AttestationError, ReceiptsError
+from receipts.keys import PublicKey
+from receipts.nitro import (
+    AttestationDocument,
+    NitroPolicy,
+    SignedDocument,
+    VerifiedAttestation,
+    check_chain,
+    check_measurements,
+    check_signature,
+    check_user_data,
+)
+from receipts.receipt import Receipt, receipt_id
+from receipts.report import RungResult, Steps
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Outcome:
+    """One document's result: its verification (16) and binding (17), or the first error."""
+
+    index: int
+    verified: VerifiedAttestation | None = None
+    attestation: Mapping[str, object] | None = None
+    binding: Mapping[str, object] | None = None
+    error: ReceiptsError | None = None
+    failed_step: str = ""
+
+
+def check_tee(
+    steps: Steps,
+    *,
+    envelope: Envelope,
+    receipt: Receipt,
+    key: PublicKey,
+    policy: NitroPolicy,
+    now_ms: int,
+    supplied: Sequence[bytes] = (),
+) -> None:
+    """Steps 15-17 into ``steps``; never raises for a failed step."""
+    items: list[Attachment] = list(envelope.attachments)
+    documents = [a.body for a in items if a.known] + list(supplied)
+    unknown = [a.describe() for a in items if not a.known]
+
+    def attachments() -> Mapping[str, object]:  # (15) attachments
+        note = f"; not counted (unknown type): {', '.join(unknown)}" if unknown else ""
+        if not documents:
+            raise AttestationError(f"no Nitro attestation document is attached or supplied{note}")
+        return {
+            "summary": f"{len(documents)} Nitro document(s){note}",
+            "documents": len(documents),
+            "unknown": unknown,
+        }
+
+    if not steps.run("15 attachments", attachments):
+        steps.skip("16-17 attestation", "no attestation document to check")
+        return
+    rid = receipt_id(envelope.payload).value
+    outcomes = []
+    for index, data in enumerate(documents):
+        outcome = _one(index, data, receipt=receipt, rid=rid, key=key, policy=policy, now=now_ms)
+        outcomes.append(outcome)
+        if outcome.error is None:
+            break
+    best = outcomes[-1] if outcomes[-1].error is None else outcomes[0]
+    prefix = f"document {best.index + 1} of {len(documents)}: " if len(documents) > 1 else ""
+    if best.error is None:
+        assert best.attestation is not None and best.binding is not None
+        steps.run("16 attestation", lambda: best.attestation)
+        steps.run("17 binding", lambda: best.binding)
+        return
+    if best.failed_step == "16 attestation":
+        steps.fail("16 attestation", best.error, prefix + str(best.error))
+        steps.skip("17 binding", "the document did not verify")
+        return
+    assert best.attestation is not None
+    steps.run("16 attestation", lambda: best.attestation)
+    steps.fail("17 binding", best.error, prefix + str(best.error))
+
+
+def _one(
+    index: int,
+    data: bytes,
+    *,
+    receipt: Receipt,
+    rid: bytes,
+    key: PublicKey,
+    policy: NitroPolicy,
+    now: int,
+) -> _Outcome:
+    try:
+        verified, details = _attestation(data, policy, now)
+    except ReceiptsError as e:
+        return _Outcome(index=index, error=e, failed_step="16 attestation")
+    try:
+        binding = _binding(verified, receipt=receipt, rid=rid, key=key, policy=policy)
+    except ReceiptsError as e:
+        return _Outcome(index=index, attestation=details, error=e, failed_step="17 binding")
+    return _Outcome(index=index, verified=verified, attestation=details, binding=binding)
+
+
+def _attestation(
+    data: bytes, policy: NitroPolicy, now: int
+) -> tuple[VerifiedAttestation, Mapping[str, object]]:  # (16) attestation
+    signed = SignedDocument.parse(data)  # (N1) cose, (N2) fields
+    doc = signed.document
+    if doc.timestamp > now + policy.max_skew_ms:
+        raise AttestationError(f"the document is dated {doc.timestamp - now} ms in the future")
+    if policy.max_age_ms is not None and now - doc.timestamp > policy.max_age_ms:
+        raise AttestationError(
+            f"the document is {now - doc.timestamp} ms old; the policy allows {policy.max_age_ms}"
+        )
+    leaf = check_chain(signed, policy, doc.timestamp)  # (N3) at the document's own time
+    check_signature(signed, leaf)  # (N4)
+    measured = check_measurements(doc, policy)  # (N5)
+    image = (
+        "any enclave image (no PCR expected)"
+        if measured["any_image"]
+        else (f"PCR {', '.join(str(i) for i in sorted(policy.pcrs))} as expected")
+    )
+    debug = ", DEBUG enclave allowed" if doc.debug else ""
+    return VerifiedAttestation(signed=signed, leaf=leaf, checked_at=doc.timestamp), {
+        "summary": f"module {doc.module_id[:80]}, {image}{debug}",
+        "module_id": doc.module_id,
+        "timestamp": doc.timestamp,
+        **measured,
+    }
+
+
+def _binding(
+    verified: VerifiedAttestation,
+    *,
+    receipt: Receipt,
+    rid: bytes,
+    key: PublicKey,
+    policy: NitroPolicy,
+) -> Mapping[str, object]:  # (17) binding
+    doc = verified.document
+    if doc.user_data == rid:
+        if doc.timestamp < receipt.issued_at - policy.max_skew_ms:
+            raise AttestationBindingError(
+                "the document names this receipt but is dated "
+                f"{receipt.issued_at - doc.timestamp} ms before the receipt was issued"
+            )
+        return {"summary": "per-receipt: user_data is the receipt id", "mode": "receipt"}
+    if doc.public_key is not None and doc.public_key == key.to_der():
+        age = receipt.issued_at - doc.timestamp
+        if age < -policy.max_skew_ms:
+            raise AttestationBindingError(
+                f"the receipt was issued {-age} ms before its signing key was attested"
+            )
+        if age > policy.max_key_age_ms:
+            raise AttestationBindingError(
+                f"the receipt was issued {age} ms after its key was attested; the policy "
+                f"allows {policy.max_key_age_ms}"
+            )
+        return {
+            "summary": f"key mode: public_key is the signing key, attested {max(age, 0)} ms "
+            "before the receipt",
+            "mode": "key",
+            "key_age_ms": age,
+        }
+    user_data = "absent" if doc.user_data is None else f"{doc.user_data.hex()[:16]}…"
+    public_key = "absent" if not doc.public_key else "another key"
+    raise AttestationBindingError(
+        f"the document binds neither this receipt nor its key (user_data {user_data}, "
+        f"public_key {public_key})"
+    )
+
+
+def check_document(
+    data: bytes, policy: NitroPolicy, *, at_ms: int, user_data: bytes | None = None
+) -> RungResult:
+    """Steps N1-N5 (N6 with ``user_data``) of one document on its own, at ``at_ms``, as a
+    report that never raises for a failed step (``receipts attestation verify``)."""
+    steps = Steps()
+    parts: dict[str, object] = {}
+
+    def cose() -> Mapping[str, object]:  # (N1)
+        sign1 = parts["sign1"] = CoseSign1.parse(data)
+        return {"summary": "tag 18" if sign1.tagged else "untagged", "tagged": sign1.tagged}
+
+    def fields() -> Mapping[str, object]:  # (N2)
+        sign1 = parts["sign1"]
+        assert isinstance(sign1, CoseSign1)
+        doc = AttestationDocument.decode(sign1.payload)
+        parts["signed"] = SignedDocument(sign1=sign1, document=doc)
+        return {"summary": f"module {doc.module_id[:80]}, timestamp {doc.timestamp}"}
+
+    def chain() -> Mapping[str, object]:  # (N3)
+        signed = parts["signed"]
+        assert isinstance(signed, SignedDocument)
+        parts["leaf"] = check_chain(signed, policy, at_ms)
+        depth = len(signed.document.cabundle) + 1
+        return {"summary": f"{depth} certificates to a pinned root, checked at {at_ms}"}
+
+    def signature() -> Mapping[str, object]:  # (N4)
+        signed, leaf = parts["signed"], parts["leaf"]
+        assert isinstance(signed, SignedDocument)
+        check_signature(signed, leaf)  # type: ignore[arg-type]
+        return {"summary": "ES384 by the leaf over the received bytes"}
+
+    def measurements() -> Mapping[str, object]:  # (N5)
+        signed = parts["signed"]
+        assert isinstance(signed, SignedDocument)
+        details = check_measurements(signed.document, policy)
+        what = "any image (no PCR expected)" if details["any_image"] else "expected PCRs"
+        debug = ", DEBUG enclave allowed" if details["debug"] else ""
+        return {"summary": what + debug, **details}
+
+    named = [("N1 cose", cose), ("N2 fields", fields), ("N3 chain", chain),
+             ("N4 signature", signature), ("N5 measurements", measurements)]  # fmt: skip
+    for step, fn in named:
+        if not steps.run(step, fn):
+            return steps.take("attestation")
+    if user_data is None:
+        steps.skip("N6 binding", "no --user-data to compare")
+    else:
+        signed = parts["signed"]
+        assert isinstance(signed, SignedDocument)
+        steps.run("N6 binding", lambda: check_user_data(signed.document, user_data))
+    return steps.take("attestation")
