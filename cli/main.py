@@ -24,7 +24,8 @@ from typing import Any
 
 import click
 
-from cli import render, settle, traces
+from cli import attest, render, settle, traces
+from cli.options import debug_option, effects, pcr_option, tee_policy
 from receipts import (
     InputError,
     Policy,
@@ -39,14 +40,17 @@ from receipts import (
     load_tensors,
 )
 from receipts.bls import BlsPrivateKey
+from receipts.cose import MAX_DOCUMENT_BYTES
 from receipts.digests import TensorMapDigest
-from receipts.effects import Clock, RandomBytes, SystemClock, system_random
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
 from receipts.errors import UnsupportedVersionError
 from receipts.files import read_limited, write_atomic
 from receipts.jsonview import model_json, receipt_json, report_json
 from receipts.keys import SCHEMES
 from receipts.meter import Price
+from receipts.nitro import SignedDocument
+from receipts.nitro_sim import SimulatedNitro, SimulatedRoot
+from receipts.provider import ATTEST_MODES
 from receipts.receipt import Receipt, receipt_id
 from receipts.report import LADDER, Report, allowed_rungs
 from receipts.request import (
@@ -106,14 +110,6 @@ existing = click.Path(exists=True, dir_okay=False, path_type=Path)
 existing_any = click.Path(exists=True, path_type=Path)
 
 
-def _effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
-    """The clock and randomness of commands that sign: the system's, unless the caller passed
-    others as ``cli.main(obj={"clock": ..., "random_bytes": ...})`` (tests pin them)."""
-    obj = ctx.find_root().obj
-    given = obj if isinstance(obj, dict) else {}
-    return given.get("clock") or SystemClock(), given.get("random_bytes") or system_random
-
-
 @cli.command()
 @click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -123,7 +119,7 @@ def _effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
 def keygen(ctx: click.Context, keyfile: Path, scheme: str) -> None:
     """Write a new private key to KEYFILE (mode 0600) and its public key to KEYFILE.pub
     (for bls12-381, with its proof of possession)."""
-    _, random_bytes = _effects(ctx)
+    _, random_bytes = effects(ctx)
     if scheme == "bls12-381":
         bls = BlsPrivateKey.generate(random_bytes=random_bytes)
         public = bls.save(keyfile)
@@ -173,6 +169,19 @@ def digest(model: Path, as_json: bool) -> None:
 @click.option(
     "--request", "request_file", type=existing, help="The payer's signed request this run answers."
 )
+@click.option(
+    "--attest-sim",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="ROOTDIR",
+    help="DRILL/TEST: attach a SIMULATED Nitro attestation signed below ROOTDIR's root.",
+)
+@click.option(
+    "--attest-mode",
+    type=click.Choice(ATTEST_MODES),
+    default="receipt",
+    show_default=True,
+    help="receipt: user_data is the receipt id; key: public_key is the signing key.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -188,6 +197,8 @@ def run(
     traced: bool,
     inject_fault: str | None,
     request_file: Path | None,
+    attest_sim: Path | None,
+    attest_mode: str,
 ) -> None:
     """Run MODEL on INPUTS and issue a signed receipt into OUT.
 
@@ -195,26 +206,36 @@ def run(
     spot checks and disputes. --inject-fault is a drill aid: the provider corrupts that node's
     outputs while signing the honest model digest, so auditors can check they catch it.
     With --request the run must be one the payer's request covers (model, inputs, this key,
-    asset, amount, expiry); otherwise nothing is run or signed and the reason is printed."""
+    asset, amount, expiry); otherwise nothing is run or signed and the reason is printed.
+    --attest-sim attaches a document from the Nitro simulator (drills and tests only: it proves
+    nothing about an enclave and verifies only against that ROOTDIR/root.pem)."""
     signed = None
     if request_file is not None:
         signed = read_request(read_limited(request_file, MAX_ENVELOPE_BYTES, "request"))
     signer = PrivateKey.load(key)
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
-    clock, random_bytes = _effects(ctx)
+    clock, random_bytes = effects(ctx)
+    attester = None
+    if attest_sim is not None:
+        root = SimulatedRoot.load(attest_sim)
+        attester = SimulatedNitro(root, clock=clock, random_bytes=random_bytes)
     provider = Provider(
         signer,
         price=Price(unit_price=unit_price, base_fee=base_fee, asset=asset),
         settings=RuntimeSettings(graph_optimization=opt_level, intra_op_threads=threads),
         clock=clock,
         random_bytes=random_bytes,
+        attester=attester,
+        attest_mode=attest_mode,
     )
     issued = provider.session(loaded).run(
         arrays, request=signed, trace=traced, inject_fault=inject_fault
     )
     paths = issued.write(out)
     click.echo(render.issued_summary(issued, paths, inject_fault))
+    for item in issued.envelope.attachments:
+        click.echo(f"attached     {item.describe()} (SIMULATED, {attest_mode} mode)")
     if signed is not None:
         click.echo(f"request      {signed.id} (max {signed.request.max_amount} {asset})")
 
@@ -262,7 +283,7 @@ def request(
     payer = PrivateKey.load(payer_key)
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
-    clock, random_bytes = _effects(ctx)
+    clock, random_bytes = effects(ctx)
     signed = make_request(
         payer,
         models=[loaded.digest, *(load_model(m).digest for m in also)],
@@ -301,6 +322,28 @@ def request(
 )
 @click.option("--max-age", type=click.IntRange(0), help="Refuse receipts issued over SECONDS ago.")
 @click.option("--exact", is_flag=True, help="Require bit-exact re-execution (no tolerance).")
+@click.option(
+    "--tee-root",
+    "tee_roots",
+    type=existing,
+    multiple=True,
+    help="Pinned Nitro root (PEM; repeatable): requires the tee rung.",
+)
+@pcr_option
+@debug_option
+@click.option(
+    "--attestation",
+    "attestations",
+    type=existing,
+    multiple=True,
+    help="A Nitro document beside the receipt (e.g. the key's; repeatable).",
+)
+@click.option(
+    "--tee-key-max-age",
+    type=click.IntRange(0),
+    help="Key mode: receipts count as attested up to SECONDS after the key's document "
+    "[default: 86400].",
+)
 @json_option
 @click.pass_context
 def verify(
@@ -315,12 +358,27 @@ def verify(
     providers: tuple[Path, ...],
     max_age: int | None,
     exact: bool,
+    tee_roots: tuple[Path, ...],
+    pcrs: dict[int, bytes],
+    allow_debug: bool,
+    attestations: tuple[Path, ...],
+    tee_key_max_age: int | None,
     as_json: bool,
 ) -> None:
-    """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed."""
+    """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed.
+
+    With --tee-root the tee rung is required too: an attached (or --attestation) Nitro document
+    must chain to that root at its own time, show the --pcr values (a debug enclave only with
+    --allow-debug), and bind this receipt or its signing key."""
     mode = mode or allowed_rungs(model, inputs, outputs)[-1]
     _check_material(mode, model, inputs, outputs)
+    if (pcrs or allow_debug or attestations or tee_key_max_age is not None) and not tee_roots:
+        raise click.UsageError("--pcr, --allow-debug, --attestation need --tee-root")
+    tee = None
     rungs = LADDER[: LADDER.index(mode) + 1]
+    if tee_roots:
+        tee = tee_policy(tee_roots, pcrs, allow_debug=allow_debug, max_key_age=tee_key_max_age)
+        rungs = (*rungs, "tee")
     trusted = tuple(PublicKey.load(p) for p in providers) or None
     policy = Policy(
         trusted_keys=trusted,
@@ -328,6 +386,7 @@ def verify(
         tolerance=Tolerance(rtol=rtol, atol=atol),
         max_age_ms=None if max_age is None else max_age * 1000,
         exact=exact,
+        tee=tee,
     )
     loaded = load_model(model) if model and mode != "signature" else None
     names_in = [v.name for v in loaded.inputs] if loaded else None
@@ -339,6 +398,7 @@ def verify(
         model=loaded,
         inputs=input_arrays,
         outputs=output_arrays,
+        attestations=[_document(p) for p in attestations],
     )
     if as_json:
         click.echo(json.dumps(report_json(report), indent=2))
@@ -350,8 +410,20 @@ def verify(
             "the receipt is intact, not who issued it",
             err=True,
         )
+    if tee is not None and not tee.pcrs:
+        click.echo(
+            "warning: no --pcr given; the tee rung accepts any enclave image under that root",
+            err=True,
+        )
     if not report:
         ctx.exit(_exit_code(report))
+
+
+def _document(path: Path) -> bytes:
+    """A document given beside the receipt: one that does not even parse is bad input (2)."""
+    data = read_limited(path, MAX_DOCUMENT_BYTES, "attestation")
+    SignedDocument.parse(data)
+    return data
 
 
 def _check_material(
@@ -396,6 +468,10 @@ def inspect(receipt: Path, as_json: bool) -> None:
             "signature_checked": False,
             "signer": envelope.signature.key_id.hex(),
             "receipt": receipt_json(decoded),
+            "attachments": [
+                {"type": a.type, "version": a.version, "bytes": len(a.body), "known": a.known}
+                for a in envelope.attachments
+            ],
         }
         click.echo(json.dumps(view, indent=2))
         return
@@ -453,6 +529,7 @@ cli.add_command(traces.judge)
 cli.add_command(settle.ledger)
 cli.add_command(settle.log_group)
 cli.add_command(settle.batch_group)
+cli.add_command(attest.attestation)
 
 
 def main() -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 from receipts.digests import Digest, TensorMapDigest
 from receipts.dispute import LocalDispute
 from receipts.envelope import Envelope
+from receipts.errors import InputError, ReceiptsError
 from receipts.events import AnyEvent
-from receipts.jsonview import event_json
+from receipts.jsonview import event_json, plain
 from receipts.model import LoadedModel
 from receipts.provider import Issued
 from receipts.receipt import Receipt
 from receipts.referee import SignedRuling
-from receipts.report import Report, Status
+from receipts.report import Report, RungResult, Status
 from receipts.store import Balance, RequestRow
 
 _MARK = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.NOT_RUN: "----"}
@@ -94,6 +95,9 @@ def receipt_text(receipt: Receipt, rid: Digest, envelope: Envelope) -> str:
     ]
     if receipt.trace is not None:
         lines.append(f"trace        {receipt.trace.nodes} nodes, root {receipt.trace.root}")
+    for item in envelope.attachments:
+        known = "" if item.known else "   (unknown type: never counted)"
+        lines.append(f"attachment   {safe(item.describe())}{known}")
     return "\n".join(lines)
 
 
@@ -111,6 +115,8 @@ def report_table(report: Report) -> str:
                 text += f": {safe(step.reason)}"
             elif "comparison" in step.details:
                 text += f": {step.details['comparison']}"
+            elif "summary" in step.details:
+                text += f": {safe(str(step.details['summary']))}"
             lines.append(text)
             lines += [f"          {row}" for row in _output_rows(step.details)]
             lines += [f"          {row}" for row in _spot_rows(step.details)]
@@ -226,3 +232,72 @@ def _short(value: object) -> str:
     if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
         return text[:12] + "…"
     return safe(text)
+
+
+def is_input_error(error: ReceiptsError) -> bool:
+    return isinstance(error, InputError)
+
+
+def rung_text(result: RungResult, *, checked_at: int) -> str:
+    """One rung's steps (``receipts attestation verify``) and a one-line verdict."""
+    lines = [f"checked at   {_when(checked_at)} ({checked_at} ms)"]
+    for step in result.steps:
+        text = f"{_MARK[step.status]}  {step.step}"
+        if step.reason:
+            text += f": {safe(step.reason)}"
+        elif "summary" in step.details:
+            text += f": {safe(str(step.details['summary']))}"
+        lines.append(text)
+    failures = result.failures()
+    lines.append(
+        "VERIFIED: every step passed" if not failures else f"REFUSED: {safe(failures[0].reason)}"
+    )
+    return "\n".join(lines)
+
+
+def rung_json(result: RungResult, *, checked_at: int) -> dict[str, object]:
+    return {
+        "ok": result.status is Status.PASSED,
+        "checked_at": checked_at,
+        "steps": [
+            {
+                "step": step.step,
+                "status": step.status.value,
+                "reason": step.reason,
+                "error": type(step.error).__name__ if step.error else None,
+                "details": plain(step.details),
+            }
+            for step in result.steps
+        ],
+    }
+
+
+def attestation_text(view: dict[str, object]) -> str:
+    """The fields of an attestation document (``attestation_json``), for people."""
+    when = view["timestamp"]
+    assert isinstance(when, int)
+    lines = [
+        "document     (NOT verified; use `receipts attestation verify`)",
+        f"module       {safe(str(view['module_id']))}",
+        f"timestamp    {_when(when)} ({when} ms)",
+        f"encoding     COSE_Sign1 {'tag 18' if view['tagged'] else 'untagged'}, ES384",
+    ]
+    if view["debug"]:
+        lines.append("mode         DEBUG enclave (PCR0 all zero: the host can read its memory)")
+    pcrs = view["pcrs"]
+    assert isinstance(pcrs, dict)
+    lines += [f"PCR{index:<9} {value}" for index, value in pcrs.items() if set(value) != {"0"}]
+    zero = [index for index, value in pcrs.items() if set(value) == {"0"}]
+    if zero:
+        lines.append(f"zero PCRs    {', '.join(zero)}")
+    certificates = view["certificates"]
+    assert isinstance(certificates, list)
+    for i, cert in enumerate(certificates):
+        label = "root" if i == 0 else "leaf" if i == len(certificates) - 1 else "CA"
+        lines.append(f"{label:<12} {safe(cert['subject'])}")
+        lines.append(f"{'':<12} valid {cert['not_before']} to {cert['not_after']}")
+    for name in ("public_key", "user_data", "nonce"):
+        value = view[name]
+        text = "absent" if value is None else ("empty" if value == "" else str(value))
+        lines.append(f"{name.replace('_', ' '):<12} {text}")
+    return "\n".join(lines)

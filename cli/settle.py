@@ -42,12 +42,11 @@ from receipts.evidence import Evidence
 from receipts.files import read_limited, write_atomic
 from receipts.jsonview import event_json
 from receipts.keys import PrivateKey, PublicKey
-from receipts.ledger import DAY_MS, Ledger, LedgerRules
+from receipts.ledger import DAY_MS, LEDGER_RUNGS, Ledger, LedgerRules
 from receipts.model import load_model
 from receipts.notice import sign_notice
 from receipts.receipt import receipt_id
 from receipts.reconcile import audit, replay, state_of
-from receipts.report import RUNGS
 from receipts.tensorfiles import load_tensors
 
 existing = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -113,7 +112,7 @@ def ledger() -> None:
               help="Challenge window in seconds.")  # fmt: skip
 @click.option("--slash", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Bond slashed from a provider found at fault.")  # fmt: skip
-@click.option("--rung", "rungs", multiple=True, type=click.Choice(RUNGS),
+@click.option("--rung", "rungs", multiple=True, type=click.Choice(LEDGER_RUNGS),
               help="Rungs a claim must pass (default signature, digests).")  # fmt: skip
 @click.option("--referee", "referees", type=existing, multiple=True, help="Trusted referee .pub.")
 @click.pass_context

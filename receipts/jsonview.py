@@ -1,4 +1,4 @@
-"""JSON views of receipts, model digests, reports and rulings, for ``--json`` and services.
+"""JSON views of receipts, model digests, reports, rulings and attestations (``--json``, services).
 
 Presentation only: bytes become hex, digests ``sha256:<hex>``; nothing here is signed or parsed
 back. The signed form is always the canonical msgpack payload.
@@ -22,6 +22,7 @@ from receipts.digests import (
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope
 from receipts.events import AnyEvent, decode_key
 from receipts.model import LoadedModel
+from receipts.nitro import SignedDocument, pcr_hex
 from receipts.receipt import Receipt
 from receipts.referee import RULING_PAYLOAD_TYPE, Ruling
 from receipts.report import Report
@@ -132,7 +133,7 @@ def report_json(report: Report) -> dict[str, Any]:
                         "status": step.status.value,
                         "reason": step.reason,
                         "error": type(step.error).__name__ if step.error else None,
-                        "details": _plain(step.details),
+                        "details": plain(step.details),
                     }
                     for step in rung.steps
                 ],
@@ -143,11 +144,11 @@ def report_json(report: Report) -> dict[str, Any]:
     }
 
 
-def _plain(value: object) -> Any:
+def plain(value: object) -> Any:
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     if value is None or isinstance(value, bool | int | float | str):
@@ -166,10 +167,36 @@ def event_json(index: int, event: AnyEvent) -> dict[str, Any]:
         elif name in ("request", "evidence", "digest") and isinstance(value, bytes):
             fields[name] = str(Digest(value))
         else:
-            fields[name] = _plain(value)
+            fields[name] = plain(value)
     return fields
 
 
 def signed_digest(kind: str, envelope: bytes) -> Digest:
     """The id of a signed record from its envelope bytes (the digest of the exact payload)."""
     return digest_of(kind, Envelope.from_bytes(envelope, payload_type=_PAYLOAD_TYPES[kind]).payload)
+
+
+def attestation_json(signed: SignedDocument) -> dict[str, Any]:
+    """A Nitro document's fields as received (``verified`` is false: nothing is checked)."""
+    doc = signed.document
+    certificates = [
+        {
+            "subject": cert.subject.rfc4514_string(),
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+        for cert in signed.certificates()
+    ]
+    return {
+        "verified": False,
+        "tagged": signed.sign1.tagged,
+        "module_id": doc.module_id,
+        "digest": doc.digest,
+        "timestamp": doc.timestamp,
+        "debug": doc.debug,
+        "pcrs": pcr_hex(doc.pcrs),
+        "certificates": certificates,  # the cabundle (root first), then the leaf
+        "public_key": None if doc.public_key is None else doc.public_key.hex(),
+        "user_data": None if doc.user_data is None else doc.user_data.hex(),
+        "nonce": None if doc.nonce is None else doc.nonce.hex(),
+    }

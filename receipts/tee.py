@@ -22,8 +22,9 @@ that one, and otherwise the first one's failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from receipts.attachments import Attachment
 from receipts.cose import CoseSign1
@@ -42,6 +43,8 @@ from receipts.nitro import (
 )
 from receipts.receipt import Receipt, receipt_id
 from receipts.report import RungResult, Steps
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,7 +134,7 @@ def _one(
 def _attestation(
     data: bytes, policy: NitroPolicy, now: int
 ) -> tuple[VerifiedAttestation, Mapping[str, object]]:  # (16) attestation
-    signed = SignedDocument.parse(data)  # (N1) cose, (N2) fields
+    signed = _step("N1-N2 document", lambda: SignedDocument.parse(data))
     doc = signed.document
     if doc.timestamp > now + policy.max_skew_ms:
         raise AttestationError(f"the document is dated {doc.timestamp - now} ms in the future")
@@ -139,9 +142,10 @@ def _attestation(
         raise AttestationError(
             f"the document is {now - doc.timestamp} ms old; the policy allows {policy.max_age_ms}"
         )
-    leaf = check_chain(signed, policy, doc.timestamp)  # (N3) at the document's own time
-    check_signature(signed, leaf)  # (N4)
-    measured = check_measurements(doc, policy)  # (N5)
+    # (N3) at the document's own time: the leaf lives hours, the receipt is checked for longer.
+    leaf = _step("N3 chain", lambda: check_chain(signed, policy, doc.timestamp))
+    _step("N4 signature", lambda: check_signature(signed, leaf))
+    measured = _step("N5 measurements", lambda: check_measurements(doc, policy))
     image = (
         "any enclave image (no PCR expected)"
         if measured["any_image"]
@@ -154,6 +158,14 @@ def _attestation(
         "timestamp": doc.timestamp,
         **measured,
     }
+
+
+def _step(name: str, fn: Callable[[], T]) -> T:
+    """Run one of the document's steps; a failure keeps its class and names the step."""
+    try:
+        return fn()
+    except ReceiptsError as e:
+        raise type(e)(f"{name}: {e}", details=e.details) from e
 
 
 def _binding(

@@ -39,7 +39,7 @@ from tests.conftest import (
 )
 
 CASES = json.loads((FIXTURES / "invalid" / "cases.json").read_text())
-MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json", "disputes", "settlement")
+MACHINE_DEPENDENT = ("receipts", "invalid", "vectors.json", "disputes", "settlement", "tee")
 
 
 def _same_identity() -> bool:

@@ -1,0 +1,89 @@
+"""Options and effects shared by several ``receipts`` commands (CLI wiring only).
+
+``effects(ctx)`` gives the clock and randomness commands use: the system's unless a caller passed
+others as ``cli.main(obj={"clock": ..., "random_bytes": ...})`` (tests pin them). The TEE options
+(``--pcr``, ``--allow-debug``) and ``tee_policy`` serve ``receipts verify`` and
+``receipts attestation verify``.
+
+    @pcr_option
+    @debug_option
+    def command(pcrs: dict[int, bytes], allow_debug: bool) -> None: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from receipts.effects import Clock, RandomBytes, SystemClock, system_random
+from receipts.files import read_limited
+from receipts.nitro import PCR_SIZE, NitroPolicy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_pcrs(
+    _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
+) -> dict[int, bytes]:
+    """``INDEX=HEX`` options as a PCR map (click callback: a bad value is a usage error)."""
+    pcrs: dict[int, bytes] = {}
+    for value in values:
+        index, sep, hexpart = value.partition("=")
+        try:
+            number, digest = int(index), bytes.fromhex(hexpart)
+        except ValueError:
+            number, digest = -1, b""
+        if not sep or not 0 <= number < 32 or len(digest) != PCR_SIZE:
+            raise click.BadParameter(f"{value[:40]!r}: expected INDEX=HEX, index 0-31, 48 bytes")
+        if number in pcrs:
+            raise click.BadParameter(f"PCR{number} given twice")
+        pcrs[number] = digest
+    return pcrs
+
+
+def pcr_option(f: F) -> F:
+    return click.option(
+        "--pcr",
+        "pcrs",
+        multiple=True,
+        callback=parse_pcrs,
+        metavar="INDEX=HEX",
+        help="Expected PCR value (repeatable), e.g. 0=<96 hex digits>.",
+    )(f)
+
+
+def debug_option(f: F) -> F:
+    return click.option(
+        "--allow-debug",
+        is_flag=True,
+        help="Accept debug-mode enclaves (PCR0 all zero; the host can read their memory).",
+    )(f)
+
+
+def tee_policy(
+    roots: tuple[Path, ...],
+    pcrs: dict[int, bytes],
+    *,
+    allow_debug: bool,
+    max_key_age: int | None = None,
+    max_age: int | None = None,
+) -> NitroPolicy:
+    certificates = tuple(
+        NitroPolicy.load_root(read_limited(p, 64 * 1024, "root certificate")) for p in roots
+    )
+    extra: dict[str, Any] = {}
+    if max_key_age is not None:
+        extra["max_key_age_ms"] = max_key_age * 1000
+    if max_age is not None:
+        extra["max_age_ms"] = max_age * 1000
+    return NitroPolicy(roots=certificates, pcrs=pcrs, allow_debug=allow_debug, **extra)
+
+
+def effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
+    """The injected clock and randomness, or the system's."""
+    obj = ctx.find_root().obj
+    given = obj if isinstance(obj, dict) else {}
+    return given.get("clock") or SystemClock(), given.get("random_bytes") or system_random
