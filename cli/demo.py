@@ -6,6 +6,8 @@ refused. Last, a fault drill: a provider that corrupts one node of a traced run 
 spot check, disputed down to that node by bisection, and ruled ``provider-fault`` by a referee.
 Then settlement (``cli.demo_settle``): requests held in escrow, claims, a refund with a slashed
 bond after a ruling, releases, a signed checkpoint with proofs, and a co-signed batch.
+Last, the tee rung (``cli.demo_tee``): a receipt attested by the Nitro simulator accepted with its
+root and PCR0 pinned, two forgeries refused, and a real AWS Nitro document verified at its time.
 Each step is the ``receipts`` command a user would type, run as a separate process.
 
     python -m cli.demo [--workdir DIR]
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cli.demo_settle import settlement
+from cli.demo_tee import tee
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "fixtures" / "models" / "convnet.onnx"
@@ -105,11 +108,13 @@ def demo(work: Path) -> None:
     step("8. the receipt, decoded", "inspect", receipt)
     drill(work, key)
     settlement(work, key, work / "referee.pem", step)
+    tee(work, key, step)
     print(
         "\ndemo: every step behaved as expected (release once, refuse twice; the faulted "
         "provider caught by the spot check, disputed, and ruled provider-fault; four requests "
         "settled: three released, the drill refunded with its bond slashed; the log proved and "
-        "the batch co-signed)."
+        "the batch co-signed; an attested receipt accepted, two forged attestations refused, "
+        "and a real AWS Nitro document verified at its own time and refused today)."
     )
 
 
