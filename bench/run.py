@@ -50,6 +50,12 @@ What is measured (subject vs baseline; details in ``bench/cases.py``):
    and ``receipts.merkle.verify_*`` on the same paths. Goal: each under 1 ms (absolute).
    (c) ``verify_batch`` and ``verify_cosigned`` for 16 co-signers, threshold 11 (arkworks; the
    py_ecc reference timed twice); baseline: 16 Ed25519 verifications of the batch digest.
+6. Nitro attestation (issue 5; ``bench/nitro_run.py``, alone: ``bench/nitro_run.py [--quick]``).
+   Subject: ``verify_document`` (N1-N5) of the real AWS document at its own time, and of a
+   simulated one, with no certificate link remembered; baseline: one ECDSA P-384 verification
+   (cryptography) over as many bytes as the real document's Sig_structure. Goal <= 10x. Also
+   reported, without a goal: N1+N2 parse, N3 chain, N4 signature, and the verification and chain
+   with the four links already verified (``receipts.certchain``'s link cache).
 
 Method (``bench/harness.py``): warm up, then alternate baseline and subject blocks (order
 flipping every round), each block ~``block_seconds`` of back-to-back, individually timed calls;
@@ -76,7 +82,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import breakdowns, cases, report, settle_run, trace_breakdowns, trace_cases
+from bench import breakdowns, cases, nitro_run, report, settle_run, trace_breakdowns, trace_cases
 from bench.breakdowns import Breakdown
 from bench.harness import Case, Plan, Result, compare
 
@@ -94,6 +100,7 @@ PLANS = {
     "freivalds": Plan(blocks=30, block_seconds=0.1, warmup_seconds=0.3),
     "breakdown": Plan(blocks=5, block_seconds=0.0, warmup_seconds=0.0),
     **settle_run.PLANS,  # family 5: settle, tlog, cosign, pyecc
+    **nitro_run.PLANS,  # family 6: nitro
 }
 QUICK = {
     "issue": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.2),
@@ -105,6 +112,7 @@ QUICK = {
     "freivalds": Plan(blocks=4, block_seconds=0.02, warmup_seconds=0.1),
     "breakdown": Plan(blocks=1, block_seconds=0.0, warmup_seconds=0.0),
     **settle_run.QUICK,
+    **nitro_run.QUICK,
 }
 
 
@@ -155,11 +163,12 @@ def main(argv: list[str]) -> int:
         results, found = run_all(plans, Path(tmp))
         more, found_more = run_traces(plans, Path(tmp))
         settled, found_settled = settle_run.run_settlement(plans, Path(tmp), OUT.parent)
-    results, found = [*results, *more, *settled], [*found, *found_more, *found_settled]
+    attested = nitro_run.run_nitro(plans)
+    results = [*results, *more, *settled, *attested]
+    found = [*found, *found_more, *found_settled]
     total = time.perf_counter() - start
-    print(
-        report.header(machine), report.table(results), report.LEGEND, settle_run.LEGEND, sep="\n\n"
-    )
+    legends = (report.LEGEND, settle_run.LEGEND, nitro_run.LEGEND)
+    print(report.header(machine), report.table(results), *legends, sep="\n\n")
     print(report.details(results), report.breakdown_text(found), sep="\n\n", end="\n\n")
     print(f"total runtime {total:.1f} s; JSON: {args.out}")
     report.write_json(

@@ -95,7 +95,12 @@ class CoseSign1:
                 " limit"
             )
         tagged = data[:1] == _TAG_SIGN1_BYTE
-        value = decode_cbor(data[1:] if tagged else data, "COSE_Sign1", max_depth=3)
+        body = data[1:] if tagged else data
+        if body[:1] not in (b"\x84", b"\x9f"):  # an array of four, definite or indefinite
+            text = body and all(32 <= b < 127 for b in body[:16])
+            hint = " (it is text: decode base64 or PEM first)" if text else ""
+            raise AttestationFormatError(f"not a COSE_Sign1 document{hint}")
+        value = decode_cbor(body, "COSE_Sign1", max_depth=3)
         if not isinstance(value, list) or len(value) != 4:
             raise AttestationFormatError("COSE_Sign1: not an array of four items")
         protected, unprotected, payload, signature = value

@@ -135,7 +135,8 @@ class AttestationDocument:
             raise AttestationFormatError(
                 f"attestation document: unknown field(s) {', '.join(unknown)}"
             )
-        present = {k: v for k, v in value.items() if not (k in _OPTIONAL and v is None)}
+        # Null is absent for every field, so a null required field is reported as such.
+        present = {k: v for k, v in value.items() if v is not None}
         missing = [k for k in _FIELDS if k not in present and k not in _OPTIONAL]
         if missing:
             raise AttestationFormatError(

@@ -221,7 +221,13 @@ def test_report_json_is_serialisable(mlp: Any) -> None:
     report = _verifier().check(issued.to_bytes(), model=model, inputs=inputs)
     view = json.loads(json.dumps(report_json(report)))
     assert view["ok"] is True
-    assert [r["rung"] for r in view["rungs"]] == ["signature", "digests", "reexec", "spot-check", "tee"]
+    assert [r["rung"] for r in view["rungs"]] == [
+        "signature",
+        "digests",
+        "reexec",
+        "spot-check",
+        "tee",
+    ]
 
 
 @settings(
