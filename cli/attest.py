@@ -72,10 +72,12 @@ def verify_document(
     as_json: bool,
 ) -> None:
     """Verify DOCUMENT: COSE, fields, chain to a --root at --at, signature, PCRs, user_data."""
-    try:
-        expected = None if user_data is None else bytes.fromhex(user_data)
-    except ValueError:
-        raise click.BadParameter("not hex", param_hint="--user-data") from None
+    hexdigits = set("0123456789abcdefABCDEF")
+    if user_data is not None and (len(user_data) % 2 or not set(user_data) <= hexdigits):
+        raise click.BadParameter(
+            "not hex (an even number of 0-9a-f digits)", param_hint="--user-data"
+        )
+    expected = None if user_data is None else bytes.fromhex(user_data)
     policy = tee_policy(roots, pcrs, allow_debug=allow_debug)
     when = at_ms if at_ms is not None else effects(ctx)[0].now_ms()
     data = read_limited(document, MAX_DOCUMENT_BYTES, "attestation")

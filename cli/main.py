@@ -344,6 +344,11 @@ def request(
     help="Key mode: receipts count as attested up to SECONDS after the key's document "
     "[default: 86400].",
 )
+@click.option(
+    "--tee-max-age",
+    type=click.IntRange(0),
+    help="Refuse attestation documents older than SECONDS (bounds a key that left the enclave).",
+)
 @json_option
 @click.pass_context
 def verify(
@@ -363,6 +368,7 @@ def verify(
     allow_debug: bool,
     attestations: tuple[Path, ...],
     tee_key_max_age: int | None,
+    tee_max_age: int | None,
     as_json: bool,
 ) -> None:
     """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed.
@@ -372,12 +378,22 @@ def verify(
     --allow-debug), and bind this receipt or its signing key."""
     mode = mode or allowed_rungs(model, inputs, outputs)[-1]
     _check_material(mode, model, inputs, outputs)
-    if (pcrs or allow_debug or attestations or tee_key_max_age is not None) and not tee_roots:
-        raise click.UsageError("--pcr, --allow-debug, --attestation need --tee-root")
+    tee_options = (pcrs, allow_debug, attestations, tee_key_max_age is not None, tee_max_age)
+    if any(tee_options) and not tee_roots:
+        raise click.UsageError(
+            "--pcr, --allow-debug, --attestation, --tee-key-max-age and --tee-max-age need "
+            "--tee-root"
+        )
     tee = None
     rungs = LADDER[: LADDER.index(mode) + 1]
     if tee_roots:
-        tee = tee_policy(tee_roots, pcrs, allow_debug=allow_debug, max_key_age=tee_key_max_age)
+        tee = tee_policy(
+            tee_roots,
+            pcrs,
+            allow_debug=allow_debug,
+            max_key_age=tee_key_max_age,
+            max_age=tee_max_age,
+        )
         rungs = (*rungs, "tee")
     trusted = tuple(PublicKey.load(p) for p in providers) or None
     policy = Policy(
@@ -393,7 +409,7 @@ def verify(
     names_out = [v.name for v in loaded.outputs] if loaded else None
     input_arrays = _tensors(inputs, "input_", names_in, mode)
     output_arrays = _tensors(outputs, "output_", names_out, mode)
-    report = Verifier(policy).check(
+    report = Verifier(policy, clock=effects(ctx)[0]).check(
         read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"),
         model=loaded,
         inputs=input_arrays,

@@ -33,7 +33,9 @@ def parse_pcrs(
     for value in values:
         index, sep, hexpart = value.partition("=")
         try:
-            number, digest = int(index), bytes.fromhex(hexpart)
+            # ASCII digits only: int() would also take "1_0", "+1", " 1" and other scripts' digits.
+            number = int(index) if index.isascii() and index.isdigit() else -1
+            digest = bytes.fromhex(hexpart)
         except ValueError:
             number, digest = -1, b""
         if not sep or not 0 <= number < 32 or len(digest) != PCR_SIZE:

@@ -121,7 +121,9 @@ def report_table(report: Report) -> str:
             lines += [f"          {row}" for row in _output_rows(step.details)]
             lines += [f"          {row}" for row in _spot_rows(step.details)]
     verdict = (
-        "RELEASE: every required rung passed" if report else "REFUSE: " + str(report.first_error())
+        "RELEASE: every required rung passed"
+        if report
+        else "REFUSE: " + safe(str(report.first_error()))
     )
     lines.append(verdict)
     return "\n".join(lines)

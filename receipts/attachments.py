@@ -39,6 +39,9 @@ class Attachment:
     body: bytes
 
     def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or type(self.version) is not int:
+            # A bool version would pass as 1 (True == 1) here and be unreadable on the wire.
+            raise MalformedError("an attachment has a text type and an integer version")
         if not 1 <= len(self.type) <= 64 or not self.type.isascii() or not self.type.isprintable():
             raise MalformedError("an attachment type is 1-64 printable ASCII characters")
         if not 1 <= self.version < 2**32:

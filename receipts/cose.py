@@ -69,6 +69,14 @@ def decode_cbor(data: bytes, what: str, *, max_depth: int = 4) -> object:
     return value
 
 
+def _is_es384_header(value: object) -> bool:
+    """Exactly ``{1: -35}`` with integers: Python finds ``{True: -35}``, ``{1.0: -35}`` and
+    ``{1: -35.0}`` equal to it, CBOR does not (a bool or float label is another header)."""
+    if not isinstance(value, dict) or value != _PROTECTED:
+        return False
+    return all(type(k) is int and type(v) is int for k, v in value.items())
+
+
 def _reason(e: BaseException) -> str:
     """The innermost message: cbor2 wraps a refused tag in 'error decoding semantic tag N'."""
     text = str(e)
@@ -108,7 +116,7 @@ class CoseSign1:
             raise AttestationFormatError(
                 "COSE_Sign1: protected header, payload and signature must be byte strings"
             )
-        if decode_cbor(protected, "COSE_Sign1 protected header", max_depth=2) != _PROTECTED:
+        if not _is_es384_header(decode_cbor(protected, "COSE_Sign1 protected header", max_depth=2)):
             raise AttestationFormatError(
                 "COSE_Sign1: protected header must be exactly {1: -35} (alg ES384)"
             )
@@ -133,10 +141,10 @@ class CoseSign1:
         s = int.from_bytes(self.signature[_P384_SIZE:], "big")
         try:
             key.verify(encode_dss_signature(r, s), self.sig_structure(), ec.ECDSA(hashes.SHA384()))
-        except InvalidSignature:
+        except InvalidSignature as e:
             raise AttestationError(
                 "the document's ES384 signature does not verify under its leaf certificate"
-            ) from None
+            ) from e
 
     @classmethod
     def sign(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -73,33 +74,57 @@ class NitroPolicy:
     ``roots`` are the pinned root certificates (the AWS Nitro root, or a simulator's root passed
     on purpose). ``pcrs`` maps PCR index to the expected 48-byte value; none named means any
     enclave image is accepted (reported as such). ``max_key_age_ms`` bounds, in key mode, how
-    long after the document a receipt signed by the attested key counts as attested.
-    ``max_age_ms`` (optional) refuses documents older than that at verification time.
+    long after the document a receipt signed by the attested key counts as attested;
+    ``max_attest_delay_ms``, in per-receipt mode, how long after the receipt its document may
+    be made. Both compare with the receipt's ``issued_at``, which the provider signs: against a
+    key that has left the enclave only ``max_age_ms`` helps, refusing documents older than that
+    at verification time.
     """
 
     roots: tuple[x509.Certificate, ...]
     pcrs: Mapping[int, bytes] = field(default_factory=dict)
     allow_debug: bool = False
     max_key_age_ms: int = 24 * 60 * MINUTE_MS
+    max_attest_delay_ms: int = 10 * MINUTE_MS
     max_skew_ms: int = 5 * MINUTE_MS
     max_age_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not self.roots:
             raise MalformedError("a TEE policy needs at least one pinned root certificate")
+        # Copies: a caller's list or dict changed later must not change a policy checked here.
+        object.__setattr__(self, "roots", tuple(self.roots))
+        object.__setattr__(self, "pcrs", MappingProxyType(dict(self.pcrs)))
         for index, value in self.pcrs.items():
-            if not 0 <= index < MAX_PCRS or len(value) != PCR_SIZE:
+            if (
+                type(index) is not int
+                or not 0 <= index < MAX_PCRS
+                or not isinstance(value, bytes)
+                or len(value) != PCR_SIZE
+            ):
                 raise MalformedError(f"PCR{index}: an index 0-31 with a 48-byte value is needed")
-        bounds = (self.max_key_age_ms, self.max_skew_ms, self.max_age_ms or 0)
+        bounds = (
+            self.max_key_age_ms,
+            self.max_attest_delay_ms,
+            self.max_skew_ms,
+            self.max_age_ms or 0,
+        )
         if min(bounds) < 0:
             raise MalformedError("TEE policy time bounds must not be negative")
 
     @staticmethod
     def load_root(pem: bytes) -> x509.Certificate:
+        """The one certificate of a PEM file (a bundle is refused: only its first would count)."""
         try:
-            return x509.load_pem_x509_certificate(pem)
+            certificates = x509.load_pem_x509_certificates(pem)
         except ValueError as e:
             raise MalformedError(f"not a PEM certificate ({e})") from e
+        if len(certificates) != 1:
+            raise MalformedError(
+                f"a root file holds one PEM certificate, not {len(certificates)} "
+                "(pin each root on its own)"
+            )
+        return certificates[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +155,7 @@ class AttestationDocument:
         value = decode_cbor(payload, "attestation document", max_depth=3)
         if not isinstance(value, dict):
             raise AttestationFormatError("attestation document: the payload is not a map")
-        unknown = sorted(str(k)[:40] for k in value if k not in _FIELDS)
+        unknown = sorted(repr(k)[:40] for k in value if k not in _FIELDS)
         if unknown:
             raise AttestationFormatError(
                 f"attestation document: unknown field(s) {', '.join(unknown)}"
@@ -262,7 +287,7 @@ def check_chain(signed: SignedDocument, policy: NitroPolicy, at_ms: int) -> x509
             f"{name_of(leaf)}'s validity"
         )
     if doc.timestamp > at_ms + policy.max_skew_ms:
-        raise AttestationError(
+        raise CertificateError(
             f"the document is dated {doc.timestamp - at_ms} ms after the time checked"
         )
     return leaf

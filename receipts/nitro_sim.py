@@ -200,6 +200,10 @@ class SimulatedRoot:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create {folder}: {e.strerror or e}") from e
+        # Both files or neither: a key written beside someone else's root.pem is a broken root.
+        for name in (ROOT_KEY, ROOT_CERT):
+            if (folder / name).exists():
+                raise StorageError(f"{folder / name} already exists; refusing to overwrite it")
         key_pem = root.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

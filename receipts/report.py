@@ -78,8 +78,12 @@ class Policy:
             raise MalformedError(f"unknown rung(s) {', '.join(sorted(unknown))}")
         if self.required is not None and "signature" not in self.required:
             raise MalformedError("the signature rung is always required")
-        if self.required is not None and "tee" in self.required and self.tee is None:
-            raise MalformedError("the tee rung needs a TEE policy (at least one pinned root)")
+        if self.required is not None and ("tee" in self.required) != (self.tee is not None):
+            raise MalformedError(
+                "the tee rung needs a TEE policy (at least one pinned root)"
+                if self.tee is None
+                else "a TEE policy is given but the required rungs leave out the tee rung"
+            )
         if not 1 <= self.spot_samples <= 1 << 20:
             raise MalformedError("spot-check samples must be 1..1048576")
         if self.max_future_skew_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):

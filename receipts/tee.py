@@ -26,10 +26,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
 from receipts.attachments import Attachment
+from receipts.certchain import load_certificate, name_of
 from receipts.cose import CoseSign1
 from receipts.envelope import Envelope
-from receipts.errors import AttestationBindingError, AttestationError, ReceiptsError
+from receipts.errors import (
+    AttestationBindingError,
+    AttestationError,
+    InputError,
+    ReceiptsError,
+)
 from receipts.keys import PublicKey
 from receipts.nitro import (
     AttestationDocument,
@@ -94,20 +103,34 @@ def check_tee(
         outcomes.append(outcome)
         if outcome.error is None:
             break
-    best = outcomes[-1] if outcomes[-1].error is None else outcomes[0]
-    prefix = f"document {best.index + 1} of {len(documents)}: " if len(documents) > 1 else ""
-    if best.error is None:
-        assert best.attestation is not None and best.binding is not None
-        steps.run("16 attestation", lambda: best.attestation)
-        steps.run("17 binding", lambda: best.binding)
-        return
-    if best.failed_step == "16 attestation":
+    _record(steps, max(outcomes, key=_progress), of=len(documents))
+
+
+def _progress(outcome: _Outcome) -> tuple[int, int, int]:
+    """How far a document got (success, then a binding failure, then a verification failure,
+    then bad bytes), earliest first among equals: an added garbage attachment cannot hide the
+    reason a real document failed."""
+    if outcome.error is None:
+        return (3, 0, -outcome.index)
+    bound = outcome.failed_step == "17 binding"
+    return (int(bound), int(not isinstance(outcome.error, InputError)), -outcome.index)
+
+
+def _record(steps: Steps, best: _Outcome, *, of: int) -> None:
+    """Steps 16 and 17 as ``best`` went (prefixed with the document's rank when several)."""
+    prefix = f"document {best.index + 1} of {of}: " if of > 1 else ""
+    if best.attestation is None:
+        assert best.error is not None
         steps.fail("16 attestation", best.error, prefix + str(best.error))
         steps.skip("17 binding", "the document did not verify")
         return
-    assert best.attestation is not None
-    steps.run("16 attestation", lambda: best.attestation)
-    steps.fail("17 binding", best.error, prefix + str(best.error))
+    attestation = best.attestation
+    steps.run("16 attestation", lambda: attestation)
+    if best.error is not None:
+        steps.fail("17 binding", best.error, prefix + str(best.error))
+    else:
+        binding = best.binding
+        steps.run("17 binding", lambda: binding)
 
 
 def _one(
@@ -137,10 +160,12 @@ def _attestation(
     signed = _step("N1-N2 document", lambda: SignedDocument.parse(data))
     doc = signed.document
     if doc.timestamp > now + policy.max_skew_ms:
-        raise AttestationError(f"the document is dated {doc.timestamp - now} ms in the future")
+        raise AttestationError(
+            f"document time: dated {doc.timestamp - now} ms after the verifier's clock"
+        )
     if policy.max_age_ms is not None and now - doc.timestamp > policy.max_age_ms:
         raise AttestationError(
-            f"the document is {now - doc.timestamp} ms old; the policy allows {policy.max_age_ms}"
+            f"document time: {now - doc.timestamp} ms old; the policy allows {policy.max_age_ms}"
         )
     # (N3) at the document's own time: the leaf lives hours, the receipt is checked for longer.
     leaf = _step("N3 chain", lambda: check_chain(signed, policy, doc.timestamp))
@@ -152,9 +177,14 @@ def _attestation(
         else (f"PCR {', '.join(str(i) for i in sorted(policy.pcrs))} as expected")
     )
     debug = ", DEBUG enclave allowed" if doc.debug else ""
+    # Which pinned root: with several pinned (AWS and a drill simulator), the reader must see it.
+    root_certificate = load_certificate(doc.cabundle[0], "cabundle[0]")
+    root = name_of(root_certificate)
     return VerifiedAttestation(signed=signed, leaf=leaf, checked_at=doc.timestamp), {
-        "summary": f"module {doc.module_id[:80]}, {image}{debug}",
+        "summary": f"module {doc.module_id[:80]} under root {root}, {image}{debug}",
         "module_id": doc.module_id,
+        "root": root,
+        "root_sha256": root_certificate.fingerprint(hashes.SHA256()).hex(),
         "timestamp": doc.timestamp,
         **measured,
     }
@@ -178,12 +208,23 @@ def _binding(
 ) -> Mapping[str, object]:  # (17) binding
     doc = verified.document
     if doc.user_data == rid:
-        if doc.timestamp < receipt.issued_at - policy.max_skew_ms:
+        delay = doc.timestamp - receipt.issued_at
+        if delay < -policy.max_skew_ms:
             raise AttestationBindingError(
-                "the document names this receipt but is dated "
-                f"{receipt.issued_at - doc.timestamp} ms before the receipt was issued"
+                f"the document names this receipt but is dated {-delay} ms before the "
+                "receipt was issued"
             )
-        return {"summary": "per-receipt: user_data is the receipt id", "mode": "receipt"}
+        if delay > policy.max_attest_delay_ms:
+            raise AttestationBindingError(
+                f"the document names this receipt but was made {delay} ms after it was issued; "
+                f"the policy allows {policy.max_attest_delay_ms}"
+            )
+        return {
+            "summary": f"per-receipt: user_data is the receipt id, attested {max(delay, 0)} ms "
+            "after issue",
+            "mode": "receipt",
+            "attest_delay_ms": delay,
+        }
     if doc.public_key is not None and doc.public_key == key.to_der():
         age = receipt.issued_at - doc.timestamp
         if age < -policy.max_skew_ms:
@@ -214,50 +255,61 @@ def check_document(
 ) -> RungResult:
     """Steps N1-N5 (N6 with ``user_data``) of one document on its own, at ``at_ms``, as a
     report that never raises for a failed step (``receipts attestation verify``)."""
-    steps = Steps()
-    parts: dict[str, object] = {}
+    return _DocumentCheck(data, policy, at_ms).run(user_data)
 
-    def cose() -> Mapping[str, object]:  # (N1)
-        sign1 = parts["sign1"] = CoseSign1.parse(data)
-        return {"summary": "tag 18" if sign1.tagged else "untagged", "tagged": sign1.tagged}
 
-    def fields() -> Mapping[str, object]:  # (N2)
-        sign1 = parts["sign1"]
-        assert isinstance(sign1, CoseSign1)
-        doc = AttestationDocument.decode(sign1.payload)
-        parts["signed"] = SignedDocument(sign1=sign1, document=doc)
+class _DocumentCheck:
+    """One document's steps in order, each reading what the previous ones established."""
+
+    def __init__(self, data: bytes, policy: NitroPolicy, at_ms: int) -> None:
+        self.data, self.policy, self.at_ms = data, policy, at_ms
+        self.sign1: CoseSign1 | None = None
+        self.signed: SignedDocument | None = None
+        self.leaf: x509.Certificate | None = None
+
+    def run(self, user_data: bytes | None) -> RungResult:
+        steps = Steps()
+        named = [
+            ("N1 cose", self.cose),
+            ("N2 fields", self.fields),
+            ("N3 chain", self.chain),
+            ("N4 signature", self.signature),
+            ("N5 measurements", self.measurements),
+        ]
+        if all(steps.run(step, fn) for step, fn in named):  # all() stops at the first failure
+            if user_data is None:
+                steps.skip("N6 binding", "no --user-data to compare")
+            else:
+                assert self.signed is not None
+                document = self.signed.document
+                steps.run("N6 binding", lambda: check_user_data(document, user_data))
+        return steps.take("attestation")
+
+    def cose(self) -> Mapping[str, object]:  # (N1)
+        self.sign1 = CoseSign1.parse(self.data)
+        tagged = self.sign1.tagged
+        return {"summary": "tag 18" if tagged else "untagged", "tagged": tagged}
+
+    def fields(self) -> Mapping[str, object]:  # (N2)
+        assert self.sign1 is not None
+        doc = AttestationDocument.decode(self.sign1.payload)
+        self.signed = SignedDocument(sign1=self.sign1, document=doc)
         return {"summary": f"module {doc.module_id[:80]}, timestamp {doc.timestamp}"}
 
-    def chain() -> Mapping[str, object]:  # (N3)
-        signed = parts["signed"]
-        assert isinstance(signed, SignedDocument)
-        parts["leaf"] = check_chain(signed, policy, at_ms)
-        depth = len(signed.document.cabundle) + 1
-        return {"summary": f"{depth} certificates to a pinned root, checked at {at_ms}"}
+    def chain(self) -> Mapping[str, object]:  # (N3)
+        assert self.signed is not None
+        self.leaf = check_chain(self.signed, self.policy, self.at_ms)
+        depth = len(self.signed.document.cabundle) + 1
+        return {"summary": f"{depth} certificates to a pinned root, checked at {self.at_ms}"}
 
-    def signature() -> Mapping[str, object]:  # (N4)
-        signed, leaf = parts["signed"], parts["leaf"]
-        assert isinstance(signed, SignedDocument)
-        check_signature(signed, leaf)  # type: ignore[arg-type]
+    def signature(self) -> Mapping[str, object]:  # (N4)
+        assert self.signed is not None and self.leaf is not None
+        check_signature(self.signed, self.leaf)
         return {"summary": "ES384 by the leaf over the received bytes"}
 
-    def measurements() -> Mapping[str, object]:  # (N5)
-        signed = parts["signed"]
-        assert isinstance(signed, SignedDocument)
-        details = check_measurements(signed.document, policy)
+    def measurements(self) -> Mapping[str, object]:  # (N5)
+        assert self.signed is not None
+        details = check_measurements(self.signed.document, self.policy)
         what = "any image (no PCR expected)" if details["any_image"] else "expected PCRs"
         debug = ", DEBUG enclave allowed" if details["debug"] else ""
         return {"summary": what + debug, **details}
-
-    named = [("N1 cose", cose), ("N2 fields", fields), ("N3 chain", chain),
-             ("N4 signature", signature), ("N5 measurements", measurements)]  # fmt: skip
-    for step, fn in named:
-        if not steps.run(step, fn):
-            return steps.take("attestation")
-    if user_data is None:
-        steps.skip("N6 binding", "no --user-data to compare")
-    else:
-        signed = parts["signed"]
-        assert isinstance(signed, SignedDocument)
-        steps.run("N6 binding", lambda: check_user_data(signed.document, user_data))
-    return steps.take("attestation")

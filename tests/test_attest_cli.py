@@ -11,13 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from click.testing import CliRunner, Result
 
 import receipts.errors as errors
 from cli.main import cli
 from receipts import Policy, Verifier
+from receipts.attachments import NITRO_ATTESTATION, Attachment
 from receipts.effects import FixedClock, seeded
+from receipts.envelope import Envelope
 from receipts.nitro import NitroPolicy, verify_document
 from receipts.report import Status
 from tests.conftest import FIXTURES, fixture_public
@@ -189,6 +192,22 @@ def test_verify_with_expected_pcrs(tmp_path: Path) -> None:
     assert "N5 measurements: PCR0" in bad.output
 
 
+def test_text_in_an_added_attachment_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    # Attachments are outside the signature: anyone can add one. A document whose payload has an
+    # unknown field named with escape sequences reaches the verdict line; it must be escaped.
+    envelope = Envelope.from_bytes((TEE / "refused" / "no_attestation.rcpt").read_bytes())
+    payload = cbor2.dumps({"\x1b]2;owned\x07\x1b[2J": 1})
+    doc = cbor2.dumps([cbor2.dumps({1: -35}), {}, payload, bytes(96)])
+    path = tmp_path / "receipt.rcpt"
+    path.write_bytes(
+        envelope.attach(Attachment(type=NITRO_ATTESTATION, version=1, body=doc)).to_bytes()
+    )
+    result = CliRunner().invoke(cli, ["verify", str(path), "--tee-root", str(SIM_ROOT)], color=True)
+    assert result.exit_code == 1
+    assert "unknown field(s) '\\x1b]2;owned\\x07" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 # --- bad input: exit code 2, one line, no traceback ----------------------------------------
 
 
@@ -215,10 +234,18 @@ BAD = {
                               "--pcr", "0=zz"],
     "pcr_index_32": lambda t: ["attestation", "verify", str(REAL), "--root", str(AWS_ROOT),
                                "--pcr", f"32={'00' * 48}"],
+    "pcr_index_underscore": lambda t: ["attestation", "verify", str(REAL), "--root",
+                                       str(AWS_ROOT), "--pcr", f"1_0={'00' * 48}"],
+    "pcr_index_signed": lambda t: ["attestation", "verify", str(REAL), "--root", str(AWS_ROOT),
+                                   "--pcr", f"+1={'00' * 48}"],
     "pcr_twice": lambda t: ["verify", str(TEE / "attested_receipt.rcpt"), "--tee-root",
                             str(SIM_ROOT), "--pcr", f"0={'00' * 48}", "--pcr", f"0={'11' * 48}"],
     "user_data_not_hex": lambda t: ["attestation", "verify", str(REAL), "--root", str(AWS_ROOT),
                                     "--user-data", "xyz"],
+    "user_data_with_space": lambda t: ["attestation", "verify", str(REAL), "--root",
+                                       str(AWS_ROOT), "--user-data", "00 11"],
+    "tee_max_age_without_root": lambda t: ["verify", str(TEE / "attested_receipt.rcpt"),
+                                           "--tee-max-age", "60"],
     "pcr_without_root": lambda t: ["verify", str(TEE / "attested_receipt.rcpt"),
                                    "--pcr", f"0={'00' * 48}"],
     "sim_root_missing": lambda t: ["run", str(FIXTURES / "models" / "mlp.onnx"),
@@ -247,6 +274,13 @@ def test_sim_init_never_replaces_a_root(tmp_path: Path) -> None:
     assert (tmp_path / "root.pem").read_bytes() == before
 
 
+def test_sim_init_writes_nothing_beside_an_existing_root_certificate(tmp_path: Path) -> None:
+    (tmp_path / "root.pem").write_text("someone else's root\n")
+    result = _invoke("attestation", "sim-init", str(tmp_path))
+    assert result.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root.pem"]
+
+
 def test_simulator_roots_differ_by_randomness(tmp_path: Path) -> None:
     for seed in (1, 2):
         result = CliRunner().invoke(
@@ -255,3 +289,15 @@ def test_simulator_roots_differ_by_randomness(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.exit_code == 0
     assert (tmp_path / "1" / "root.pem").read_bytes() != (tmp_path / "2" / "root.pem").read_bytes()
+
+
+def test_tee_max_age_refuses_an_old_document() -> None:
+    receipt = str(TEE / "attested_receipt.rcpt")
+    # The fixture's document was made at the fixtures' clock (2026-09-21); checked a day later
+    # it is one day old.
+    day_later = VECTORS["sim_document"]["timestamp"] + 86_400_000
+    args = ["verify", receipt, "--tee-root", str(SIM_ROOT)]
+    assert _invoke(*args, "--tee-max-age", "172800", clock_ms=day_later).exit_code == 0
+    old = _invoke(*args, "--tee-max-age", "3600", clock_ms=day_later)
+    assert old.exit_code == 1
+    assert "document time:" in old.output

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +121,17 @@ def test_an_attested_receipt_passes_the_tee_rung(issued: dict[str, Issued], mode
     assert attestation["timestamp"] == NOW
     verified = _verifier().verify(data)
     assert verified.receipt == issued[mode].receipt
+
+
+def test_the_report_names_the_pinned_root_the_document_reached(issued: dict[str, Issued]) -> None:
+    # With a drill root pinned beside another, a simulated document must not pass unmarked.
+    report = _verifier(roots=(OTHER_ROOT.certificate, ROOT.certificate)).check(
+        issued["receipt"].to_bytes()
+    )
+    attestation = _step(report, "16 attestation").details
+    assert attestation["root"] == "'simulated.nitro-enclaves'"
+    assert attestation["root_sha256"] == ROOT.certificate.fingerprint(hashes.SHA256()).hex()
+    assert "under root 'simulated.nitro-enclaves'" in attestation["summary"]
 
 
 def test_expected_pcrs_pass_and_others_fail_step_16(issued: dict[str, Issued]) -> None:
@@ -241,7 +253,7 @@ TEE_BAD = [
         {},
         "16 attestation",
         AttestationError,
-        "dated 599000 ms in the future",
+        "document time: dated 599000 ms after the verifier's clock",
         id="document_from_the_future",
     ),
     pytest.param(
@@ -378,12 +390,22 @@ def test_one_good_document_among_several_passes(issued: dict[str, Issued]) -> No
     report = _verifier().check(_with(bare, bad, good))
     assert report and _step(report, "15 attachments").details["documents"] == 2
     unbound = _nitro_item(public_key=OTHER_KEY_DER)
-    report = _verifier().check(_with(bare, bad, unbound))
+    # Neither passes: the report follows the one that got further (it verified, then did not
+    # bind), whichever comes first, so an added bad attachment cannot hide the real reason.
+    for items, rank in (
+        ((bad, unbound), "document 2 of 2: "),
+        ((unbound, bad), "document 1 of 2: "),
+    ):
+        report = _verifier().check(_with(bare, *items))
+        assert _step(report, "16 attestation").status is Status.PASSED
+        step = _step(report, "17 binding")
+        assert step.status is Status.FAILED and step.reason.startswith(rank)
+        assert type(step.error) is AttestationBindingError
+    garbage = Attachment(type=NITRO_ATTESTATION, version=1, body=b"\x84\x40\xa0\x40\x40")
+    report = _verifier().check(_with(bare, garbage, bad))
     step = _step(report, "16 attestation")
-    assert step.status is Status.FAILED and step.reason.startswith("document 1 of 2: ")
-    assert type(step.error) is CertificateError
-    report = _verifier().check(_with(bare, unbound, bad))
-    assert _step(report, "17 binding").reason.startswith("document 1 of 2: ")
+    assert step.reason.startswith("document 2 of 2: ")
+    assert type(step.error) is CertificateError  # not the garbage's format error
 
 
 def test_a_malformed_document_fails_step_16(issued: dict[str, Issued]) -> None:
@@ -404,10 +426,8 @@ def test_the_tee_rung_runs_only_after_the_signature_rung_and_when_required(
         Verifier(stranger, clock=FixedClock(NOW)).verify(data)
     plain = Verifier(Policy(), clock=FixedClock(NOW)).check(data)
     assert plain and _steps(plain) == [("15-17 tee", Status.NOT_RUN)]
-    only_signature = Policy(required=("signature",), tee=sim_policy())
-    assert _steps(Verifier(only_signature, clock=FixedClock(NOW)).check(data)) == [
-        ("15-17 tee", Status.NOT_RUN)
-    ]
+    with pytest.raises(MalformedError, match="leave out the tee rung"):
+        Policy(required=("signature",), tee=sim_policy())  # contradictory: refused, not skipped
 
 
 @pytest.mark.filterwarnings(PARSE_WARNINGS)
@@ -492,6 +512,14 @@ def test_malformed_attachments_are_refused(
     assert [s.step for s in report.rung("signature").failures()] == ["1-2 decode"]
 
 
+@pytest.mark.parametrize("version", [True, 1.0])
+def test_an_attachment_version_is_an_integer_not_one_that_equals_it(version: Any) -> None:
+    # True == 1.0 == 1 in Python: such an item would count as Nitro v1 and be unreadable on the
+    # wire (the codec refuses booleans and floats where an integer belongs).
+    with pytest.raises(MalformedError, match="an integer version"):
+        Attachment(type=NITRO_ATTESTATION, version=version, body=b"x")
+
+
 def test_only_receipt_envelopes_carry_attachments() -> None:
     request_type = "application/vnd.inference-receipts.request.v1+msgpack"
     envelope = Envelope.sign(request_type, b"\x80", fixture_key()).attach(UNKNOWN)
@@ -522,6 +550,8 @@ POLICY_BAD = [
     pytest.param({"pcrs": {0: bytes(49)}}, "PCR0: an index", id="pcr_49_bytes"),
     pytest.param({"pcrs": {32: bytes(48)}}, "PCR32: an index 0-31", id="pcr_index_32"),
     pytest.param({"pcrs": {-1: bytes(48)}}, "PCR-1: an index", id="pcr_index_negative"),
+    pytest.param({"pcrs": {True: bytes(48)}}, "PCRTrue: an index", id="pcr_index_bool"),
+    pytest.param({"pcrs": {0: "x" * 48}}, "PCR0: an index", id="pcr_value_text"),
     pytest.param({"max_key_age_ms": -1}, "must not be negative", id="negative_key_age"),
     pytest.param({"max_skew_ms": -1}, "must not be negative", id="negative_skew"),
     pytest.param({"max_age_ms": -1}, "must not be negative", id="negative_max_age"),
@@ -542,7 +572,59 @@ def test_policy_roots_load_from_pem_only() -> None:
             NitroPolicy.load_root(junk)
 
 
+def test_a_policy_does_not_change_with_the_values_it_was_made_from() -> None:
+    pcrs = {0: bytes(range(48))}
+    policy = sim_policy(pcrs=pcrs)
+    pcrs.clear()  # a caller reusing its dict must not unpin the policy's PCRs
+    assert policy.pcrs == {0: bytes(range(48))}
+    with pytest.raises(TypeError):
+        policy.pcrs[1] = bytes(48)  # type: ignore[index]
+
+
+def test_a_root_file_with_several_certificates_is_refused() -> None:
+    # Reading only the first would pin one root while the user believes they pinned both.
+    bundle = ROOT.certificate_pem() + OTHER_ROOT.certificate_pem()
+    with pytest.raises(MalformedError, match="one PEM certificate, not 2"):
+        NitroPolicy.load_root(bundle)
+
+
 def test_requiring_the_tee_rung_needs_a_tee_policy() -> None:
     with pytest.raises(MalformedError, match="the tee rung needs a TEE policy"):
         Policy(required=("signature", "tee"))
     Policy(required=("signature", "tee"), tee=sim_policy())
+
+
+# --- time bounds on per-receipt documents and on document age ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "ok"),
+    [(0, True), (10 * MINUTE_MS, True), (10 * MINUTE_MS + 1, False), (365 * DAY_MS, False)],
+)
+def test_a_per_receipt_document_must_follow_its_receipt_closely(
+    issued: dict[str, Issued], delay_ms: int, ok: bool
+) -> None:
+    """A document made long after the receipt (an enclave asked to attest a receipt it did not
+    make) does not bind it."""
+    bare = issued["bare"]
+    item = _nitro_item(user_data=_rid(bare), at=NOW + delay_ms)
+    report = _verifier(at=NOW + delay_ms + 1000).check(_with(bare, item))
+    step = _step(report, "17 binding")
+    assert (step.status is Status.PASSED) is ok
+    if not ok:
+        assert type(step.error) is AttestationBindingError
+        assert "after it was issued" in step.reason
+
+
+def test_the_document_age_limit_bounds_a_backdated_key_mode_receipt(
+    issued: dict[str, Issued],
+) -> None:
+    """Key mode compares with the receipt's own (provider-signed) issue time; only the
+    document's age at verification bounds a key that has left the enclave."""
+    data = issued["key"].to_bytes()
+    year_later = NOW + 365 * DAY_MS
+    assert _verifier(at=year_later).check(data)  # issued_at says "right after the document"
+    report = _verifier(at=year_later, max_age_ms=30 * DAY_MS).check(data)
+    step = _step(report, "16 attestation")
+    assert type(step.error) is AttestationError
+    assert step.reason.startswith("document time:")
