@@ -9,12 +9,15 @@ are in ``receipts.nitro``. Steps, numbered with the verifier's:
                     timestamp, which must not be after the verifier's clock (beyond the skew)
                     nor, if the policy says so, older than its max age
   (17) binding      N6 for receipts: ``user_data`` is the receipt id (per-receipt mode; the
-                    document dates from after the receipt was issued), or ``public_key`` is the
-                    DER SubjectPublicKeyInfo of the key that signed the receipt (key mode; the
-                    receipt was issued at most ``max_key_age_ms`` after the document)
+                    document dates from ``issued_at`` less the skew to ``issued_at`` plus
+                    ``max_attest_delay_ms``), or ``public_key`` is the DER SubjectPublicKeyInfo
+                    of the key that signed the receipt (key mode; the receipt was issued at most
+                    ``max_key_age_ms`` after the document). Both read the provider-signed
+                    ``issued_at``: only ``max_age_ms`` (step 16) bounds a key that leaked.
 
-With several documents the rung passes when one of them passes 16 and 17; the report then names
-that one, and otherwise the first one's failure.
+With several documents the rung passes when one of them passes 16 and 17; otherwise the report
+follows the one that got furthest (earliest among equals), so an attachment anyone can add
+cannot hide why the real one failed.
 
     steps = Steps()
     check_tee(steps, envelope=env, receipt=receipt, key=key, policy=tee_policy, now_ms=now)
