@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -1233,3 +1235,38 @@ def test_a_cached_chain_is_still_checked_for_validity_and_root() -> None:
         verify_document(good, policy, at_ms=NOW + 30 * DAY_MS)
     with pytest.raises(CertificateError, match="not a pinned root"):
         verify_document(good, NitroPolicy(roots=(OTHER_ROOT.certificate,)), at_ms=NOW)
+
+
+@pytest.mark.parametrize(
+    ("critical", "ok"), [(True, False), (False, True)], ids=["critical", "not_critical"]
+)
+def test_an_unknown_extension_is_refused_only_when_critical(critical: bool, ok: bool) -> None:
+    """RFC 5280 4.2: a certificate with a critical extension the verifier does not understand
+    is refused; a non-critical one is ignored."""
+    key = derive_key(seeded(702))
+    start = datetime.fromtimestamp((NOW - HOUR_MS) // 1000, tz=UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "odd leaf")]))
+        .issuer_name(ROOT.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(9)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(hours=3))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"),
+            critical=critical,
+        )
+        .sign(ROOT.key, hashes.SHA384())
+    )
+    fields = SIM.fields()
+    fields["certificate"] = leaf.public_bytes(serialization.Encoding.DER)
+    fields["cabundle"] = [ROOT.certificate.public_bytes(serialization.Encoding.DER)]
+    document = CoseSign1.sign(cbor2.dumps(fields), key).to_bytes()
+    policy = NitroPolicy(roots=(ROOT.certificate,))
+    if ok:
+        verify_document(document, policy, at_ms=NOW)
+        return
+    with pytest.raises(CertificateError, match=r"critical extension .*1\.3\.6\.1\.4\.1\.55555\.1"):
+        verify_document(document, policy, at_ms=NOW)
