@@ -85,6 +85,10 @@ class NoteError(MalformedError):
     """A signed note, checkpoint or proof text that does not follow its C2SP format."""
 
 
+class CircuitFormatError(MalformedError):
+    """A circuit file (``.r1cs``, ``.wtns``, keys, proofs) that does not follow its format."""
+
+
 class AttestationFormatError(MalformedError):
     """An attestation document that is not a well-formed COSE_Sign1 Nitro document (CBOR,
     header, field types, sizes); nothing about the enclave was checked."""
@@ -146,6 +150,10 @@ class MeasurementError(AttestationError):
 class AttestationBindingError(AttestationError):
     """The document does not bind this receipt: neither its user_data (the receipt id) nor its
     public_key (the receipt's signing key, within the policy's age limit)."""
+
+
+class WitnessError(VerificationError):
+    """A witness that does not satisfy its constraint system (or does not fit it)."""
 
 
 class ThresholdError(VerificationError):
