@@ -66,6 +66,11 @@ def _merge(
     return tuple(sorted((w, c) for w, c in out.items() if c))
 
 
+def signed_bits(lo: int, hi: int) -> int:
+    """The fewest bits ``n`` with ``[lo, hi]`` inside ``[-2^(n-1), 2^(n-1))``."""
+    return max((-lo - 1).bit_length() if lo < 0 else 0, max(hi, 0).bit_length()) + 1
+
+
 def dot(signals: Sequence[Signal], weights: Sequence[int]) -> Signal:
     """``sum(w_i * s_i)`` for constant weights: one pass, no constraint (MatMulInteger rows)."""
     if len(signals) != len(weights):
@@ -158,24 +163,27 @@ class Builder:
         return self.mul(self.is_nonnegative(s, bits), s)
 
     def maximum(self, a: Signal, b: Signal, *, bits: int) -> Signal:
-        """``max(a, b)`` for values of ``bits``-bit signed range (their difference fits in
-        ``bits + 1``)."""
-        return self.select(self.is_nonnegative(a - b, bits + 1), a, b)
+        """``max(a, b)``; ``bits`` is the signed width of ``a - b`` (``signed_bits``)."""
+        return self.select(self.is_nonnegative(a - b, bits), a, b)
 
     def minimum(self, a: Signal, b: Signal, *, bits: int) -> Signal:
-        return self.select(self.is_nonnegative(a - b, bits + 1), b, a)
+        """``min(a, b)``; ``bits`` as for ``maximum``."""
+        return self.select(self.is_nonnegative(a - b, bits), b, a)
 
-    def div_trunc(self, s: Signal, d: int, *, bits: int) -> Signal:
+    def div_trunc(
+        self, s: Signal, d: int, *, bits: int, q_range: tuple[int, int] | None = None
+    ) -> Signal:
         """``s / d`` truncated toward zero (ONNX integer Div) for a positive constant ``d`` and
-        ``s`` in ``bits``-bit signed range: ``s = q*d + r`` with ``|r| < d`` and ``r`` of the sign
-        of ``s`` (or zero), all proven."""
+        ``s`` of signed width ``bits``: ``s = q*d + r`` with ``|r| < d`` and ``r`` of the sign
+        of ``s`` (or zero), all proven. ``q_range`` bounds the quotient (default: ``bits``)."""
         if d <= 0:
             raise CircuitFormatError("Div by a constant: only positive divisors")
         q_value = abs(s.value) // d * (1 if s.value >= 0 else -1)
         q = self._wire(q_value)
         # q must be proven small too: over the field, (s - r') / d exists for every r', so a
         # range on r alone leaves q free. With both small, s = q*d + r holds over the integers.
-        self.assert_range(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        q_lo, q_hi = q_range or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        self.assert_range(q, q_lo, q_hi)
         r = s - q.scale(d)
         nonneg = self.is_nonnegative(s, bits)
         # |r| < d with r's sign following s: r * (2*nonneg - 1) in [0, d-1].

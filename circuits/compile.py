@@ -7,8 +7,11 @@ linear and costs nothing, and the constraint system depends on the model alone, 
 input values (``compile_model`` with any valid inputs gives the same R1CS; that is the circuit
 hash anyone can reproduce from the model file).
 
-Every value is proven to stay inside its ONNX type, so no int32 wraps around where onnxruntime
-would: a model and input that would overflow are refused (``WitnessError`` naming the node).
+Every value stays inside its ONNX type, so no int32 wraps around where onnxruntime would. Static
+interval analysis (bounds from the inputs' proven ranges and the constants) shows most values
+cannot leave their type, and those cost nothing; the others are range-proven, and a model and
+input that would overflow are refused (``WitnessError`` naming the node). Gadgets use the
+widths the bounds allow (a Relu of a value known non-negative is free).
 Inputs are private wires proven in their type's range and packed into public signals, outputs
 likewise (``circuits.packing``); public signals are the outputs, then the inputs.
 
@@ -31,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from circuits.builder import Builder, Signal, constant, dot
+from circuits.builder import Builder, Signal, constant, dot, signed_bits
 from circuits.packing import RANGES, pack_signals
 from circuits.r1cs import R1CS
 from receipts.digests import Digest, digest_of
@@ -52,14 +55,23 @@ Value = np.ndarray  # an int64 array (constant) or an object array of Signal (wi
 
 @dataclass(frozen=True, slots=True)
 class Tensor:
-    """A value in the graph: its ONNX element type, and either constants or signals."""
+    """A value in the graph: its ONNX element type, constants or signals, and bounds that hold
+    for every element (static interval analysis: from the inputs' proven ranges and the
+    constants, so they depend on the model alone)."""
 
     dtype: str
     data: Value
+    lo: int
+    hi: int
 
     @property
     def constant(self) -> bool:
         return self.data.dtype != object
+
+    @property
+    def bits(self) -> int:
+        """The signed width every element fits in."""
+        return signed_bits(self.lo, self.hi)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +114,7 @@ def compile_model(model: LoadedModel, inputs: Mapping[str, np.ndarray]) -> Compi
             wire = b.input(int(value), public=False)
             b.assert_range(wire, lo, hi)
             wires[index] = wire
-        env[spec.name] = Tensor(dtype, wires)
+        env[spec.name] = Tensor(dtype, wires, lo, hi)
         publics.append((wires.reshape(-1).tolist(), dtype))
     for node in graph.node:
         try:
@@ -140,7 +152,12 @@ def _dtype_of(elem_type: Any, what: str) -> str:
 
 def _initializer(t: onnx.TensorProto) -> Tensor:
     dtype = _dtype_of(t.data_type, f"initializer {t.name!r}")
-    return Tensor(dtype, numpy_helper.to_array(t).astype(np.int64))
+    return _constant(dtype, numpy_helper.to_array(t).astype(np.int64))
+
+
+def _constant(dtype: str, data: np.ndarray) -> Tensor:
+    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    return Tensor(dtype, data, lo, hi)
 
 
 def _signals(t: Tensor) -> np.ndarray:
@@ -155,12 +172,30 @@ def _const(t: Tensor | None, what: str) -> np.ndarray:
     return t.data
 
 
-def _checked(b: Builder, data: np.ndarray, dtype: str) -> Tensor:
-    """``data`` (signals) proven inside ``dtype``'s range."""
-    lo, hi = RANGES[dtype]
+def _checked(b: Builder, data: np.ndarray, dtype: str, lo: int, hi: int) -> Tensor:
+    """``data`` (signals bounded by ``[lo, hi]``) inside ``dtype``'s range: free when the bounds
+    already fit, proven element by element otherwise (a value outside then refuses to compile,
+    where onnxruntime would wrap around)."""
+    type_lo, type_hi = RANGES[dtype]
+    if type_lo <= lo and hi <= type_hi:
+        return Tensor(dtype, data, lo, hi)
     for s in data.reshape(-1):
-        b.assert_range(s, lo, hi)
-    return Tensor(dtype, data)
+        b.assert_range(s, type_lo, type_hi)
+    return Tensor(dtype, data, max(lo, type_lo), min(hi, type_hi))
+
+
+def _linear_bounds(lo: int, hi: int, weights: np.ndarray) -> tuple[int, int]:
+    """Bounds of ``sum(w_k * x_k)`` over columns of ``weights`` [K, N], each ``x_k`` in
+    ``[lo, hi]``."""
+    w = weights.astype(object)
+    low = np.where(w > 0, w * lo, w * hi).sum(axis=0)
+    high = np.where(w > 0, w * hi, w * lo).sum(axis=0)
+    return int(low.min()), int(high.max())
+
+
+def _product_bounds(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    products = [x * y for x in a for y in b]
+    return min(products), max(products)
 
 
 # --- ops -------------------------------------------------------------------------------------
@@ -196,7 +231,8 @@ def _matmul_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[T
         for j in range(weights.shape[1]):
             out[i, j] = dot(shifted, weights[:, j].tolist())
     shape = (*a.data.shape[:-1], weights.shape[1])
-    return [_checked(b, out.reshape(shape), "int32")]
+    lo, hi = _linear_bounds(a.lo - za, a.hi - za, weights)
+    return [_checked(b, out.reshape(shape), "int32", lo, hi)]
 
 
 def _conv_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
@@ -217,11 +253,17 @@ def _conv_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Ten
     for bn, k, i, j in np.ndindex(n, m, oh, ow):
         patch = shifted[bn, :, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
         out[bn, k, i, j] = dot(patch.tolist(), kernel[k].reshape(-1).tolist())
-    return [_checked(b, out, "int32")]
+    lo, hi = _linear_bounds(x.lo - zx, x.hi - zx, kernel.reshape(m, -1).T)
+    return [_checked(b, out, "int32", lo, hi)]
+
+
+Bounds = Callable[[tuple[int, int], tuple[int, int]], tuple[int, int]]
 
 
 def _elementwise(
-    fn: Callable[[Signal, Signal], Signal], scale: Callable[[Signal, int], Signal] | None = None
+    fn: Callable[[Signal, Signal], Signal],
+    bounds: Bounds,
+    scale: Callable[[Signal, int], Signal] | None = None,
 ) -> Op:
     def op(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
         left, right = args
@@ -235,7 +277,8 @@ def _elementwise(
         else:
             pairs = np.broadcast(_signals(left), _signals(right))
             data = np.array([fn(x, y) for x, y in pairs], dtype=object)
-        return [_checked(b, data.reshape(pairs.shape), dtype)]
+        lo, hi = bounds((left.lo, left.hi), (right.lo, right.hi))
+        return [_checked(b, data.reshape(pairs.shape), dtype, lo, hi)]
 
     return op
 
@@ -245,54 +288,55 @@ def _div(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     divisor = _const(d, "Div's divisor")
     if x.constant or divisor.size != 1 or int(divisor.reshape(-1)[0]) <= 0:
         raise CircuitFormatError("Div: a variable by one positive constant")
-    bits = RANGES[x.dtype][1].bit_length() + 1
-    data = np.vectorize(lambda s: b.div_trunc(s, int(divisor.reshape(-1)[0]), bits=bits),
+    d = int(divisor.reshape(-1)[0])
+    q_range = (_trunc(x.lo, d), _trunc(x.hi, d))
+    data = np.vectorize(lambda s: b.div_trunc(s, d, bits=x.bits, q_range=q_range),
                         otypes=[object])(x.data)  # fmt: skip
-    return [Tensor(x.dtype, data)]
+    return [Tensor(x.dtype, data, *q_range)]
 
 
-def _bits(dtype: str) -> int:
-    lo, hi = RANGES[dtype]
-    return max(hi.bit_length(), (-lo).bit_length()) + 1
+def _trunc(value: int, d: int) -> int:
+    return abs(value) // d * (1 if value >= 0 else -1)
 
 
 def _relu(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
-    data = np.vectorize(lambda s: b.relu(s, bits=_bits(x.dtype)), otypes=[object])(x.data)
-    return [Tensor(x.dtype, data)]
+    if x.lo >= 0:
+        return [x]  # already non-negative: Relu is the identity, no constraint
+    data = np.vectorize(lambda s: b.relu(s, bits=x.bits), otypes=[object])(x.data)
+    return [Tensor(x.dtype, data, 0, max(x.hi, 0))]
+
+
+def _pick(b: Builder, pick: str, a: Tensor, c: Tensor) -> Tensor:
+    """Elementwise max or min of two tensors (broadcast), the difference's width from bounds."""
+    bits = signed_bits(a.lo - c.hi, a.hi - c.lo)
+    gadget = b.maximum if pick == "Max" else b.minimum
+    pairs = np.broadcast(_signals(a), _signals(c))
+    data = np.array([gadget(x, y, bits=bits) for x, y in pairs], dtype=object)
+    if pick == "Max":
+        lo, hi = max(a.lo, c.lo), max(a.hi, c.hi)
+    else:
+        lo, hi = min(a.lo, c.lo), min(a.hi, c.hi)
+    return Tensor(a.dtype if not a.constant else c.dtype, data.reshape(pairs.shape), lo, hi)
 
 
 def _clip(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
-    lo_t = args[1] if len(args) > 1 else None
-    hi_t = args[2] if len(args) > 2 else None
-    bits = _bits(x.dtype)
-
-    def clip(s: Signal) -> Signal:
-        if hi_t is not None:
-            s = b.minimum(s, constant(int(_const(hi_t, "Clip's max"))), bits=bits)
-        if lo_t is not None:
-            s = b.maximum(s, constant(int(_const(lo_t, "Clip's min"))), bits=bits)
-        return s
-
-    return [Tensor(x.dtype, np.vectorize(clip, otypes=[object])(x.data))]
+    if len(args) > 2 and args[2] is not None:
+        x = _pick(b, "Min", x, args[2]) if x.hi > args[2].lo else x
+    if len(args) > 1 and args[1] is not None:
+        x = _pick(b, "Max", x, args[1]) if x.lo < args[1].hi else x
+    return [x]
 
 
 def _extreme(pick: str) -> Op:
     def op(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
-        variables = [a for a in args if not a.constant]
-        if not variables:
+        if all(a.constant for a in args):
             raise CircuitFormatError(f"{pick}: no variable operand")
-        dtype = variables[0].dtype
-        bits = _bits(dtype)
-        gadget = b.maximum if pick == "Max" else b.minimum
-        acc = _signals(args[0])
+        acc = args[0]
         for other in args[1:]:
-            pairs = np.broadcast(acc, _signals(other))
-            acc = np.array([gadget(x, y, bits=bits) for x, y in pairs], dtype=object).reshape(
-                pairs.shape
-            )
-        return [Tensor(dtype, acc)]
+            acc = _pick(b, pick, acc, other)
+        return [acc]
 
     return op
 
@@ -301,8 +345,9 @@ def _cast(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
     target = _dtype_of(_attr(node, "to"), "Cast's target")
     if x.constant:
-        return [Tensor(target, x.data)]
-    return [_checked(b, x.data, target)]  # proven in range: onnxruntime would wrap, we refuse
+        return [_constant(target, x.data)]
+    # Proven in range: where onnxruntime would wrap around, compiling refuses.
+    return [_checked(b, x.data, target, x.lo, x.hi)]
 
 
 def _maxpool(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
@@ -313,7 +358,7 @@ def _maxpool(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     sh, sw = _attr(node, "strides", [1, 1])
     n, c, h, w = x.data.shape
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    bits = _bits(x.dtype)
+    bits = signed_bits(x.lo - x.hi, x.hi - x.lo)
     out = np.empty((n, c, oh, ow), dtype=object)
     for bn, ch, i, j in np.ndindex(n, c, oh, ow):
         window = x.data[bn, ch, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
@@ -321,13 +366,13 @@ def _maxpool(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
         for s in window[1:]:
             best = b.maximum(best, s, bits=bits)
         out[bn, ch, i, j] = best
-    return [Tensor(x.dtype, out)]
+    return [Tensor(x.dtype, out, x.lo, x.hi)]
 
 
 def _shape_op(fn: Callable[[onnx.NodeProto, np.ndarray, list[Any]], np.ndarray]) -> Op:
     def op(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
         x = args[0]
-        return [Tensor(x.dtype, fn(node, x.data, args))]
+        return [Tensor(x.dtype, fn(node, x.data, args), x.lo, x.hi)]
 
     return op
 
@@ -381,14 +426,17 @@ def _gather(node: onnx.NodeProto, data: np.ndarray, args: list[Any]) -> np.ndarr
 def _concat(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     dtype = next((a.dtype for a in args if not a.constant), args[0].dtype)
     parts = [_signals(a) for a in args]
-    return [Tensor(dtype, np.concatenate(parts, axis=_attr(node, "axis")))]
+    data = np.concatenate(parts, axis=_attr(node, "axis"))
+    return [Tensor(dtype, data, min(a.lo for a in args), max(a.hi for a in args))]
 
 
 _OPS: dict[str, Op] = {
     "MatMulInteger": _matmul_integer,
     "ConvInteger": _conv_integer,
-    "Add": _elementwise(lambda x, y: x + y, lambda s, k: s.shift(k)),
-    "Sub": _elementwise(lambda x, y: x - y),
+    "Add": _elementwise(
+        lambda x, y: x + y, lambda a, c: (a[0] + c[0], a[1] + c[1]), lambda s, k: s.shift(k)
+    ),
+    "Sub": _elementwise(lambda x, y: x - y, lambda a, c: (a[0] - c[1], a[1] - c[0])),
     "Div": _div,
     "Relu": _relu,
     "Clip": _clip,
@@ -409,7 +457,7 @@ _OPS: dict[str, Op] = {
 
 
 def _mul_op(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
-    return _elementwise(b.mul, lambda s, k: s.scale(k))(b, node, args)
+    return _elementwise(b.mul, _product_bounds, lambda s, k: s.scale(k))(b, node, args)
 
 
 _OPS["Mul"] = _mul_op

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuits.builder import Builder, Signal, constant, dot
+from circuits.builder import Builder, Signal, constant, dot, signed_bits
 from circuits.r1cs import R1CS, P, check_witness
 from receipts.errors import CircuitFormatError, WitnessError
 
@@ -78,8 +78,18 @@ def test_relu(a: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(INT32, INT32)
 def test_max_and_min(a: int, b: int) -> None:
-    assert _prove(lambda bb, s: bb.maximum(s[0], s[1], bits=32), a, b)[2] == max(a, b)
-    assert _prove(lambda bb, s: bb.minimum(s[0], s[1], bits=32), a, b)[2] == min(a, b)
+    assert _prove(lambda bb, s: bb.maximum(s[0], s[1], bits=33), a, b)[2] == max(a, b)
+    assert _prove(lambda bb, s: bb.minimum(s[0], s[1], bits=33), a, b)[2] == min(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(2**40), 2**40), st.integers(0, 2**40))
+def test_signed_bits_is_the_tightest_width(lo: int, span: int) -> None:
+    hi = lo + span
+    n = signed_bits(lo, hi)
+    assert -(1 << (n - 1)) <= lo and hi < 1 << (n - 1)
+    if n > 1:
+        assert not (-(1 << (n - 2)) <= lo and hi < 1 << (n - 2))
 
 
 @settings(max_examples=60, deadline=None)
