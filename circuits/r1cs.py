@@ -12,7 +12,8 @@ little-endian; field elements as 32-byte little-endian integers below the prime)
 
 Wire 0 is the constant one; then the public outputs, the public inputs, the private inputs, then
 the rest. Reading is strict: unknown or repeated sections, values not below the prime, unsorted
-or repeated wires, and trailing bytes are refused (``CircuitFormatError``).
+or repeated wires, a wire map other than the identity (the files this compiler writes label each
+wire by its index), and trailing bytes are refused (``CircuitFormatError``).
 
     data = r1cs.to_bytes(); same = R1CS.from_bytes(data)
     check_witness(r1cs, witness)          # the slow, obviously correct check (WitnessError)
@@ -120,15 +121,21 @@ class R1CS:
         n_wires, n_out, n_in, n_prv = (head.u32() for _ in range(4))
         n_labels, m = head.u64(), head.u32()
         head.end()
-        if n_labels < n_wires:
-            raise CircuitFormatError("r1cs: fewer labels than wires")
+        if n_labels != n_wires:
+            raise CircuitFormatError(
+                f"r1cs: {n_labels} labels for {n_wires} wires (this format's files label each "
+                "wire by its index)"
+            )
         if not 1 <= n_wires <= MAX_WIRES or m > MAX_CONSTRAINTS:
             raise LimitError(f"r1cs: {n_wires} wires, {m} constraints (limit 2^26 each)")
         body = _Reader(sections[2], "r1cs constraints")
         constraints = tuple(Constraint(body.lc(), body.lc(), body.lc()) for _ in range(m))
         body.end()
-        if len(sections[3]) != 8 * n_wires:
-            raise CircuitFormatError("r1cs: the wire-to-label map is not one u64 per wire")
+        # Length first: the identity map is built only for a map the file really holds.
+        if len(sections[3]) != 8 * n_wires or sections[3] != b"".join(
+            struct.pack("<Q", w) for w in range(n_wires)
+        ):
+            raise CircuitFormatError("r1cs: the wire-to-label map is not the identity")
         return cls(
             n_wires=n_wires, n_pub_out=n_out, n_pub_in=n_in, n_prv_in=n_prv,
             constraints=constraints,
