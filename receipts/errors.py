@@ -89,6 +89,11 @@ class CircuitFormatError(MalformedError):
     """A circuit file (``.r1cs``, ``.wtns``, keys, proofs) that does not follow its format."""
 
 
+class ProverError(InputError):
+    """The external prover (snarkjs, or Node under it) is missing, timed out, or refused a
+    command (powers of tau, setup, contribution, proving); nothing was verified."""
+
+
 class AttestationFormatError(MalformedError):
     """An attestation document that is not a well-formed COSE_Sign1 Nitro document (CBOR,
     header, field types, sizes); nothing about the enclave was checked."""
@@ -154,6 +159,12 @@ class AttestationBindingError(AttestationError):
 
 class WitnessError(VerificationError):
     """A witness that does not satisfy its constraint system (or does not fit it)."""
+
+
+class ZkProofError(VerificationError):
+    """A well-formed zero-knowledge proof that does not hold against its verification key: a
+    value outside its field, a point off the curve or outside its subgroup, or a failed pairing
+    check (the message names the step, ``details`` carries it as ``{"step": ...}``)."""
 
 
 class ThresholdError(VerificationError):

@@ -48,8 +48,8 @@ def _same_identity() -> bool:
 
 def _files(root: Path) -> dict[str, bytes]:
     # nitro/ holds a real AWS document copied with its provenance, not generated.
-    skip = {"__pycache__", "generate.py", "models.py", "settlement.py", "tee.py", "__init__.py",
-            "nitro"}  # fmt: skip
+    skip = {"__pycache__", "generate.py", "models.py", "settlement.py", "tee.py", "zk.py",
+            "int_models.py", "__init__.py", "nitro"}  # fmt: skip
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
