@@ -9,8 +9,10 @@ only lose a rung that needs them, and an added item counts only if it verifies a
 
 On the wire: the envelope's optional ``attachments`` array (absent when empty), each item
 ``{"type": text, "version": int, "body": bytes}``. Known: ``aws-nitro-attestation`` v1 (the body
-is the COSE_Sign1 document exactly as the hypervisor returned it). Items of any other type or
-version are kept and reported, never counted as evidence.
+is the COSE_Sign1 document exactly as the hypervisor returned it; the tee rung) and
+``groth16-bn254`` v1 (a snarkjs proof and its public signals naming a circuit manifest; the zk
+rung, ``circuits.proof_item``). Items of any other type or version are kept and reported, never
+counted as evidence; each rung reads only its own type.
 
     attester = SimulatedNitro(root, clock=clock, random_bytes=rand)    # or a real one
     envelope = envelope.attach(attester.attest(user_data=receipt_id(envelope.payload).value))
@@ -25,7 +27,8 @@ from receipts.codec import MapReader
 from receipts.errors import MalformedError
 
 NITRO_ATTESTATION = "aws-nitro-attestation"
-KNOWN = frozenset({(NITRO_ATTESTATION, 1)})
+GROTH16_PROOF = "groth16-bn254"
+KNOWN = frozenset({(NITRO_ATTESTATION, 1), (GROTH16_PROOF, 1)})
 MAX_ATTACHMENTS = 8
 MAX_ATTACHMENT_BYTES = 64 * 1024
 

@@ -167,6 +167,12 @@ class ZkProofError(VerificationError):
     check (the message names the step, ``details`` carries it as ``{"step": ...}``)."""
 
 
+class CircuitBindingError(VerificationError):
+    """Zero-knowledge evidence that is well-formed but not about this receipt: a circuit manifest
+    for another model or naming another verification key, a proof made under another manifest,
+    or public signals that are not the packing of the receipt's outputs and inputs."""
+
+
 class ThresholdError(VerificationError):
     """Fewer valid committee co-signatures than the threshold asks for."""
 

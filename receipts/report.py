@@ -20,16 +20,22 @@ from receipts.nitro import NitroPolicy
 from receipts.receipt import Receipt
 from receipts.tolerance import Tolerance
 
-RUNGS = ("signature", "digests", "reexec", "spot-check", "tee")
+RUNGS = ("signature", "digests", "reexec", "spot-check", "tee", "zk")
 LADDER = RUNGS[:3]  # the rungs ``receipts verify --mode`` climbs, each including those below
 
 
 def allowed_rungs(
-    model: object, inputs: object, outputs: object, trace: object = None, *, tee: bool = False
+    model: object,
+    inputs: object,
+    outputs: object,
+    trace: object = None,
+    *,
+    tee: bool = False,
+    zk: bool = False,
 ) -> tuple[str, ...]:
     """The rungs the supplied material allows (whatever is not None), in ladder order. With a
     trace, the cheap spot check replaces full re-execution; with a TEE policy, the tee rung is
-    added."""
+    added, and with a zk policy the zk rung (which then needs the inputs and outputs)."""
     if model is not None and inputs is not None:
         rungs: tuple[str, ...] = (
             ("signature", "digests", "spot-check") if trace is not None else LADDER
@@ -38,13 +44,35 @@ def allowed_rungs(
         rungs = ("signature", "digests")
     else:
         rungs = ("signature",)
-    return (*rungs, "tee") if tee else rungs
+    return (*rungs, *(("tee",) if tee else ()), *(("zk",) if zk else ()))
 
 
 class Status(Enum):
     PASSED = "passed"
     FAILED = "failed"
     NOT_RUN = "not run"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZkPolicy:
+    """What the zk rung accepts: one circuit, as the exact bytes of its ``verification_key.json``
+    and of its signed manifest (``circuits.manifest``), and the keys trusted to sign manifests.
+
+    Bytes, not parsed values: the rung reads them (a bad key or manifest is a failed step 19, not
+    an exception here) and compares the key's digest with the one the manifest names.
+    """
+
+    verification_key: bytes
+    manifest: bytes
+    trusted_keys: tuple[PublicKey, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.verification_key, bytes) or not isinstance(self.manifest, bytes):
+            raise MalformedError("a zk policy holds the verification key and manifest as bytes")
+        if not isinstance(self.trusted_keys, tuple) or not self.trusted_keys:
+            raise MalformedError("the zk rung needs at least one trusted circuit-manifest key")
+        if not all(isinstance(k, PublicKey) for k in self.trusted_keys):
+            raise MalformedError("trusted circuit-manifest keys must be public keys")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +85,7 @@ class Policy:
     from another runtime identity then fails re-execution (and spot-check re-runs).
     ``spot_samples`` is k, the number of trace nodes the spot-check rung opens.
     ``tee`` is what the tee rung accepts (pinned roots, PCRs, ages); the rung needs it.
+    ``zk`` is the circuit the zk rung checks proofs against (its key, manifest, manifest signers).
     """
 
     trusted_keys: tuple[PublicKey, ...] | None = None
@@ -68,6 +97,7 @@ class Policy:
     exact: bool = False
     spot_samples: int = 8
     tee: NitroPolicy | None = None
+    zk: ZkPolicy | None = None
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.output_tolerances.get(output, self.tolerance)
@@ -83,6 +113,12 @@ class Policy:
                 "the tee rung needs a TEE policy (at least one pinned root)"
                 if self.tee is None
                 else "a TEE policy is given but the required rungs leave out the tee rung"
+            )
+        if self.required is not None and ("zk" in self.required) != (self.zk is not None):
+            raise MalformedError(
+                "the zk rung needs a zk policy (a circuit's verification key and manifest)"
+                if self.zk is None
+                else "a zk policy is given but the required rungs leave out the zk rung"
             )
         if not 1 <= self.spot_samples <= 1 << 20:
             raise MalformedError("spot-check samples must be 1..1048576")

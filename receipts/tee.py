@@ -32,7 +32,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from receipts.attachments import Attachment
+from receipts.attachments import NITRO_ATTESTATION, Attachment
 from receipts.certchain import load_certificate, name_of
 from receipts.cose import CoseSign1
 from receipts.envelope import Envelope
@@ -83,7 +83,8 @@ def check_tee(
 ) -> None:
     """Steps 15-17 into ``steps``; never raises for a failed step."""
     items: list[Attachment] = list(envelope.attachments)
-    documents = [a.body for a in items if a.known] + list(supplied)
+    # Only Nitro documents: other known items (zk proofs) are another rung's evidence.
+    documents = [a.body for a in items if a.known and a.type == NITRO_ATTESTATION] + list(supplied)
     unknown = [a.describe() for a in items if not a.known]
 
     def attachments() -> Mapping[str, object]:  # (15) attachments

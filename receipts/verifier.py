@@ -26,17 +26,26 @@ tee rung (with a TEE policy; see receipts.tee and, for N1-N6, receipts.nitro)
   (15) attachments  the evidence items; unknown types reported, never counted
   (16) attestation  a Nitro document verifies at its own time, to a pinned root, PCRs as expected
   (17) binding      its user_data is the receipt id, or its public_key the receipt's signing key
+zk rung (with a zk policy, the inputs and the outputs; see circuits.zk_rung)
+  (18) attachment   a groth16-bn254 proof item is attached and decodes
+  (19) manifest     the circuit manifest is signed by a trusted key, for the receipt's model, names
+                    the supplied verification key, and is the one the proof names
+  (20) binding      the proof's public signals are the packing of the supplied outputs and inputs,
+                    whose tensor-map digests are the receipt's
+  (21) proof        the Groth16 proof verifies against the key (pure Python)
 
     verifier = Verifier(Policy(trusted_keys=(provider_key,)))
     report = verifier.check(data, model=model, inputs=inputs)      # Report; bool(report)
     report = verifier.check(data, model=model, inputs=inputs, trace=TraceReader.open(path))
     report = Verifier(Policy(tee=NitroPolicy(roots=(aws_root,)))).check(data)   # + tee rung
+    zk = Policy(zk=CircuitDir(path).policy((publisher,)))      # + zk rung (circuits.circuit_dir)
+    report = Verifier(zk).check(data, inputs=inputs, outputs=outputs)
     verified = verifier.verify(data, model=model, inputs=inputs)   # or raises VerificationError
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from receipts.digests import Digest, TensorMapDigest, Value
@@ -56,6 +65,7 @@ from receipts.receipt import Receipt, receipt_id
 from receipts.report import (
     Policy,
     Report,
+    RungResult,
     Status,
     Steps,
     VerifiedReceipt,
@@ -134,59 +144,48 @@ class Verifier:
         (default: fresh randomness, reported so the check can be replayed). ``attestations``
         are Nitro documents supplied beside the receipt file (a key-mode document fetched once
         per provider key), counted with the ones attached to it."""
-        tee_policy = self.policy.tee
         required = self.policy.required or allowed_rungs(
-            model, inputs, outputs, trace, tee=tee_policy is not None
+            model,
+            inputs,
+            outputs,
+            trace,
+            tee=self.policy.tee is not None,
+            zk=self.policy.zk is not None,
         )
         state = _State(data=data, model=model, inputs=inputs, outputs=outputs, trace=trace)
         steps = Steps()
         self._signature_rung(state, steps)
         signature = steps.take("signature")
         trusted = state.receipt is not None and signature.status is Status.PASSED
-        if "digests" not in required:
-            steps.skip("6-9 digests", "not required by the policy")
-        elif trusted:
-            self._digests_rung(state, steps)
-        else:
-            steps.skip("6-9 digests", "the receipt did not pass the signature rung")
-        digests = steps.take("digests")
-        if "reexec" not in required:
-            steps.skip("10-11 reexec", "not required by the policy")
-        elif trusted:
-            self._reexec_rung(state, steps)
-        else:
-            steps.skip("10-11 reexec", "the receipt did not pass the signature rung")
-        reexec = steps.take("reexec")
-        if "spot-check" not in required:
-            steps.skip("12-14 spot-check", "not required by the policy")
-        elif trusted:
-            self._spot_rung(state, steps, seed if seed is not None else self.random_bytes(16))
-        else:
-            steps.skip("12-14 spot-check", "the receipt did not pass the signature rung")
-        spot = steps.take("spot-check")
-        if "tee" not in required or tee_policy is None:
-            steps.skip("15-17 tee", "not required by the policy")
-        elif trusted:
-            assert state.envelope is not None and state.receipt is not None and state.key
-            check_tee(
-                steps,
-                envelope=state.envelope,
-                receipt=state.receipt,
-                key=state.key,
-                policy=tee_policy,
-                now_ms=self.clock.now_ms(),
-                supplied=attestations,
-            )
-        else:
-            steps.skip("15-17 tee", "the receipt did not pass the signature rung")
-        tee = steps.take("tee")
+
+        def rung(name: str, label: str, run: Callable[[], None]) -> RungResult:
+            """Run one rung above the signature rung when required and the receipt is trusted."""
+            if name not in required:
+                steps.skip(label, "not required by the policy")
+            elif trusted:
+                run()
+            else:
+                steps.skip(label, "the receipt did not pass the signature rung")
+            return steps.take(name)
+
+        digests = rung("digests", "6-9 digests", lambda: self._digests_rung(state, steps))
+        reexec = rung("reexec", "10-11 reexec", lambda: self._reexec_rung(state, steps))
+        spot = rung(
+            "spot-check",
+            "12-14 spot-check",
+            lambda: self._spot_rung(
+                state, steps, seed if seed is not None else self.random_bytes(16)
+            ),
+        )
+        tee = rung("tee", "15-17 tee", lambda: self._tee_rung(state, steps, attestations))
+        zk = rung("zk", "18-21 zk", lambda: self._zk_rung(state, steps))
         return Report(
             receipt_id=receipt_id(state.envelope.payload) if state.envelope else None,
             receipt=state.receipt,
             key=state.key,
             key_pinned=self.policy.trusted_keys is not None,
             required=required,
-            rungs=(signature, digests, reexec, spot, tee),
+            rungs=(signature, digests, reexec, spot, tee, zk),
         )
 
     # -- signature rung ---------------------------------------------------------------------
@@ -349,6 +348,39 @@ class Verifier:
         steps.run(
             "13-14 nodes",
             lambda: checker.check_nodes(receipt, rid, view, trace, checked, seed=seed),
+        )
+
+    # -- tee and zk rungs --------------------------------------------------------------------
+
+    def _tee_rung(self, s: _State, steps: Steps, attestations: Sequence[bytes]) -> None:
+        policy = self.policy.tee
+        assert policy is not None  # Policy and allowed_rungs require the tee rung only with it
+        assert s.envelope is not None and s.receipt is not None and s.key is not None
+        check_tee(
+            steps,
+            envelope=s.envelope,
+            receipt=s.receipt,
+            key=s.key,
+            policy=policy,
+            now_ms=self.clock.now_ms(),
+            supplied=attestations,
+        )
+
+    def _zk_rung(self, s: _State, steps: Steps) -> None:
+        # Imported here: ``circuits`` builds on this package (errors, digests, the report), so
+        # importing it while ``receipts`` loads would be circular; only the zk rung needs it.
+        from circuits.zk_rung import check_zk  # noqa: PLC0415
+
+        policy = self.policy.zk
+        assert policy is not None  # Policy and allowed_rungs require the zk rung only with it
+        assert s.envelope is not None and s.receipt is not None
+        check_zk(
+            steps,
+            envelope=s.envelope,
+            receipt=s.receipt,
+            policy=policy,
+            inputs=s.inputs,
+            outputs=s.outputs,
         )
 
     def _view(self, model: LoadedModel) -> GraphView:
