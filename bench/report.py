@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -98,11 +99,15 @@ def fmt_time(seconds: float) -> str:
 
 
 def _row(r: Result) -> list[str]:
-    def value(s: float) -> str:
+    def value(s: float) -> str:  # NaN: not measured (a family without its baseline)
+        if math.isnan(s):
+            return "-"
         return f"{1 / s:,.0f}/s" if r.throughput else fmt_time(s)
 
     met = "-" if r.met is None else ("met" if r.met else "NOT MET")
     ratio, iqr = f"{r.ratio:.3f}", f"{r.ratio_q1:.3f}-{r.ratio_q3:.3f}"
+    if math.isnan(r.ratio):
+        ratio, iqr = "-", "-"
     return [r.name, value(r.baseline_s), value(r.subject_s), ratio, iqr, r.goal or "-", met]
 
 
@@ -146,7 +151,9 @@ def write_json(
     results: Sequence[Result],
     breakdowns: Sequence[Breakdown],
     total_seconds: float,
+    extra: Mapping[str, object] | None = None,
 ) -> None:
+    """The run as JSON; ``extra``: further top-level sections (a family's sizes and costs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "machine": {**machine, "load_average_end": list(os.getloadavg())},
@@ -155,5 +162,6 @@ def write_json(
         "results": [asdict(r) for r in results],
         "breakdowns": [asdict(b) for b in breakdowns],
         "total_seconds": round(total_seconds, 2),
+        **(extra or {}),
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

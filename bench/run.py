@@ -56,6 +56,14 @@ What is measured (subject vs baseline; details in ``bench/cases.py``):
    (cryptography) over as many bytes as the real document's Sig_structure. Goal <= 10x. Also
    reported, without a goal: N1+N2 parse, N3 chain, N4 signature, and the verification and chain
    with the four links already verified (``receipts.certchain``'s link cache).
+7. Zero-knowledge proofs (issue 6; ``bench/zk_run.py``, alone: ``bench/zk_run.py [--quick]``).
+   On the 784-56-10 MLP, each step of ours against the same step of EZKL (pinned, in a
+   bench-only virtualenv ``bench/out/ezkl-venv`` made on first use; given the float model of the
+   same architecture): compile, witness, Groth16 setup (snarkjs, a 2^14 powers of tau made once
+   and cached in ``bench/out``), prove (snarkjs; goal ours/EZKL <= 1.0), verify (pure Python;
+   goal <= 1 s). Sizes beside EZKL's: proof (goal <= 1 KB), proving key, constraints. One-off
+   costs (powers of tau, EZKL install and SRS) are reported apart. If EZKL cannot be installed,
+   the rows say "EZKL: not measured (reason)" and our side is still timed.
 
 Method (``bench/harness.py``): warm up, then alternate baseline and subject blocks (order
 flipping every round), each block ~``block_seconds`` of back-to-back, individually timed calls;
@@ -82,7 +90,16 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import breakdowns, cases, nitro_run, report, settle_run, trace_breakdowns, trace_cases
+from bench import (
+    breakdowns,
+    cases,
+    nitro_run,
+    report,
+    settle_run,
+    trace_breakdowns,
+    trace_cases,
+    zk_run,
+)
 from bench.breakdowns import Breakdown
 from bench.harness import Case, Plan, Result, compare
 
@@ -101,6 +118,7 @@ PLANS = {
     "breakdown": Plan(blocks=5, block_seconds=0.0, warmup_seconds=0.0),
     **settle_run.PLANS,  # family 5: settle, tlog, cosign, pyecc
     **nitro_run.PLANS,  # family 6: nitro
+    **zk_run.PLANS,  # family 7: zk_prove, zk_setup, zk_step
 }
 QUICK = {
     "issue": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.2),
@@ -113,6 +131,7 @@ QUICK = {
     "breakdown": Plan(blocks=1, block_seconds=0.0, warmup_seconds=0.0),
     **settle_run.QUICK,
     **nitro_run.QUICK,
+    **zk_run.QUICK,
 }
 
 
@@ -163,13 +182,15 @@ def main(argv: list[str]) -> int:
         results, found = run_all(plans, Path(tmp))
         more, found_more = run_traces(plans, Path(tmp))
         settled, found_settled = settle_run.run_settlement(plans, Path(tmp), OUT.parent)
+        proven = zk_run.run_zk(plans, Path(tmp), OUT.parent)
     attested = nitro_run.run_nitro(plans)
-    results = [*results, *more, *settled, *attested]
+    results = [*results, *more, *settled, *attested, *proven.results]
     found = [*found, *found_more, *found_settled]
     total = time.perf_counter() - start
-    legends = (report.LEGEND, settle_run.LEGEND, nitro_run.LEGEND)
+    legends = (report.LEGEND, settle_run.LEGEND, nitro_run.LEGEND, zk_run.LEGEND)
     print(report.header(machine), report.table(results), *legends, sep="\n\n")
     print(report.details(results), report.breakdown_text(found), sep="\n\n", end="\n\n")
+    print(zk_run.text(proven), end="\n\n")
     print(f"total runtime {total:.1f} s; JSON: {args.out}")
     report.write_json(
         args.out,
@@ -178,6 +199,7 @@ def main(argv: list[str]) -> int:
         results=results,
         breakdowns=found,
         total_seconds=total,
+        extra=zk_run.json_section(proven),
     )
     return 0
 

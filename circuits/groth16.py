@@ -37,7 +37,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from py_ecc.fields import optimized_bn128_FQ as FQ
@@ -314,8 +314,15 @@ def _curve(vk: VerificationKey, proof: Proof, _public: Sequence[int]) -> None:
 def _subgroup(vk: VerificationKey, proof: Proof, _public: Sequence[int]) -> None:
     """(4) every G2 point of order r."""
     for name, point in _g2_points(vk, proof):
-        if not is_inf(multiply(_point2(point), curve_order)):
+        if not _in_subgroup(point):
             raise _fail("subgroup", f"{name} is not in the order-r subgroup of the twist")
+
+
+@lru_cache(maxsize=256)
+def _in_subgroup(point: G2) -> bool:
+    """[r]P is the point at infinity. Remembered per point: the answer depends on the point
+    alone, and a verifier checks the same key's beta, gamma and delta for every proof."""
+    return bool(is_inf(multiply(_point2(point), curve_order)))
 
 
 def _pairing(vk: VerificationKey, proof: Proof, public: Sequence[int]) -> None:
