@@ -6,8 +6,11 @@ refused. Last, a fault drill: a provider that corrupts one node of a traced run 
 spot check, disputed down to that node by bisection, and ruled ``provider-fault`` by a referee.
 Then settlement (``cli.demo_settle``): requests held in escrow, claims, a refund with a slashed
 bond after a ruling, releases, a signed checkpoint with proofs, and a co-signed batch.
-Last, the tee rung (``cli.demo_tee``): a receipt attested by the Nitro simulator accepted with its
+Then the tee rung (``cli.demo_tee``): a receipt attested by the Nitro simulator accepted with its
 root and PCR0 pinned, two forgeries refused, and a real AWS Nitro document verified at its time.
+Last, the zk rung (``cli.demo_zk``): an integer model compiled to a circuit, Groth16 keys set up
+from a development powers-of-tau file under a signed manifest, a receipt proven, accepted on its
+proof alone (no model, pure Python) and refused with a tampered output file.
 Each step is the ``receipts`` command a user would type, run as a separate process.
 
     python -m cli.demo [--workdir DIR]
@@ -26,6 +29,7 @@ import numpy as np
 
 from cli.demo_settle import settlement
 from cli.demo_tee import tee
+from cli.demo_zk import zero_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "fixtures" / "models" / "convnet.onnx"
@@ -109,12 +113,14 @@ def demo(work: Path) -> None:
     drill(work, key)
     settlement(work, key, work / "referee.pem", step)
     tee(work, key, step)
+    zero_knowledge(work, key, step)
     print(
         "\ndemo: every step behaved as expected (release once, refuse twice; the faulted "
         "provider caught by the spot check, disputed, and ruled provider-fault; four requests "
         "settled: three released, the drill refunded with its bond slashed; the log proved and "
         "the batch co-signed; an attested receipt accepted, two forged attestations refused, "
-        "and a real AWS Nitro document verified at its own time and refused today)."
+        "and a real AWS Nitro document verified at its own time and refused today; a receipt "
+        "accepted on its zero-knowledge proof alone and refused with a tampered output)."
     )
 
 

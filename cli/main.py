@@ -13,6 +13,7 @@ traceback.
     receipts spot-check out/receipt.rcpt --model model.onnx --input x.npz --trace out/trace.rtrc
     receipts dispute out/receipt.rcpt --model m.onnx --input x.npz --trace T --key me.pem --out E
     receipts judge E --model model.onnx --key referee.pem --out ruling.rrul
+    receipts verify R --input x.npz --output y.npz --circuit model.circuit --publisher pub.pem.pub
 """
 
 from __future__ import annotations
@@ -24,8 +25,18 @@ from typing import Any
 
 import click
 
-from cli import attest, render, settle, traces
-from cli.options import debug_option, effects, pcr_option, tee_policy
+from cli import attest, render, settle, traces, zk
+from cli.options import (
+    circuit_folder,
+    debug_option,
+    effects,
+    pcr_option,
+    provider_warning,
+    publisher_option,
+    report_exit_code,
+    tee_policy,
+    zk_policy,
+)
 from receipts import (
     InputError,
     Policy,
@@ -52,7 +63,7 @@ from receipts.nitro import SignedDocument
 from receipts.nitro_sim import SimulatedNitro, SimulatedRoot
 from receipts.provider import ATTEST_MODES
 from receipts.receipt import Receipt, receipt_id
-from receipts.report import LADDER, Report, allowed_rungs
+from receipts.report import LADDER, ZkPolicy, allowed_rungs
 from receipts.request import (
     REQUEST_PAYLOAD_TYPE,
     Request,
@@ -349,6 +360,13 @@ def request(
     type=click.IntRange(0),
     help="Refuse attestation documents older than SECONDS (bounds a key that left the enclave).",
 )
+@click.option(
+    "--circuit",
+    type=circuit_folder,
+    help="A circuit folder (`receipts zk setup`): requires the zk rung (needs --input, --output "
+    "and --publisher).",
+)
+@publisher_option(required=False)
 @json_option
 @click.pass_context
 def verify(
@@ -369,13 +387,17 @@ def verify(
     attestations: tuple[Path, ...],
     tee_key_max_age: int | None,
     tee_max_age: int | None,
+    circuit: Path | None,
+    publishers: tuple[Path, ...],
     as_json: bool,
 ) -> None:
     """Check RECEIPT rung by rung; exit 0 if every required rung passed, 1 if one failed.
 
     With --tee-root the tee rung is required too: an attached (or --attestation) Nitro document
     must chain to that root at its own time, show the --pcr values (a debug enclave only with
-    --allow-debug), and bind this receipt or its signing key."""
+    --allow-debug), and bind this receipt or its signing key. With --circuit the zk rung is
+    required too: an attached proof under that circuit's manifest, signed by a --publisher, must
+    show that the manifest's model gives --output on --input."""
     mode = mode or allowed_rungs(model, inputs, outputs)[-1]
     _check_material(mode, model, inputs, outputs)
     tee_options = (pcrs, allow_debug, attestations, tee_key_max_age is not None, tee_max_age)
@@ -395,6 +417,9 @@ def verify(
             max_age=tee_max_age,
         )
         rungs = (*rungs, "tee")
+    zk_rung = _zk(circuit, publishers, inputs, outputs)
+    if zk_rung is not None:
+        rungs = (*rungs, "zk")
     trusted = tuple(PublicKey.load(p) for p in providers) or None
     policy = Policy(
         trusted_keys=trusted,
@@ -403,12 +428,14 @@ def verify(
         max_age_ms=None if max_age is None else max_age * 1000,
         exact=exact,
         tee=tee,
+        zk=zk_rung,
     )
     loaded = load_model(model) if model and mode != "signature" else None
     names_in = [v.name for v in loaded.inputs] if loaded else None
     names_out = [v.name for v in loaded.outputs] if loaded else None
-    input_arrays = _tensors(inputs, "input_", names_in, mode)
-    output_arrays = _tensors(outputs, "output_", names_out, mode)
+    load = mode != "signature" or zk_rung is not None
+    input_arrays = _tensors(inputs, "input_", names_in, load=load)
+    output_arrays = _tensors(outputs, "output_", names_out, load=load)
     report = Verifier(policy, clock=effects(ctx)[0]).check(
         read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt"),
         model=loaded,
@@ -421,18 +448,14 @@ def verify(
     else:
         click.echo(render.report_table(report))
     if trusted is None:
-        click.echo(
-            "warning: provider key not pinned (pass --provider); the signature shows "
-            "the receipt is intact, not who issued it",
-            err=True,
-        )
+        provider_warning()
     if tee is not None and not tee.pcrs:
         click.echo(
             "warning: no --pcr given; the tee rung accepts any enclave image under that root",
             err=True,
         )
     if not report:
-        ctx.exit(_exit_code(report))
+        ctx.exit(report_exit_code(report))
 
 
 def _document(path: Path) -> bytes:
@@ -451,20 +474,27 @@ def _check_material(
         raise click.UsageError("--mode digests needs at least one of --model, --input, --output")
 
 
+def _zk(
+    circuit: Path | None, publishers: tuple[Path, ...], inputs: Path | None, outputs: Path | None
+) -> ZkPolicy | None:
+    if circuit is None:
+        if publishers:
+            raise click.UsageError("--publisher needs --circuit")
+        return None
+    if not (publishers and inputs and outputs):
+        raise click.UsageError(
+            "--circuit needs --publisher (the manifest signer's key), --input and --output "
+            "(the proof's public signals are their packing)"
+        )
+    return zk_policy(circuit, publishers)
+
+
 def _tensors(
-    path: Path | None, prefix: str, names: list[str] | None, mode: str
+    path: Path | None, prefix: str, names: list[str] | None, *, load: bool
 ) -> TensorMapType | None:
-    if path is None or mode == "signature":
+    if path is None or not load:
         return None
     return load_tensors(path, prefix=prefix, names=names)
-
-
-def _exit_code(report: Report) -> int:
-    signature = report.rung("signature")
-    for step in signature.failures():
-        if isinstance(step.error, InputError):
-            return EXIT_USAGE  # the receipt file itself is unreadable or malformed
-    return EXIT_FAILED
 
 
 @cli.command()
@@ -546,6 +576,7 @@ cli.add_command(settle.ledger)
 cli.add_command(settle.log_group)
 cli.add_command(settle.batch_group)
 cli.add_command(attest.attestation)
+cli.add_command(zk.zk)
 
 
 def main() -> None:

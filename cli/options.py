@@ -3,7 +3,8 @@
 ``effects(ctx)`` gives the clock and randomness commands use: the system's unless a caller passed
 others as ``cli.main(obj={"clock": ..., "random_bytes": ...})`` (tests pin them). The TEE options
 (``--pcr``, ``--allow-debug``) and ``tee_policy`` serve ``receipts verify`` and
-``receipts attestation verify``.
+``receipts attestation verify``; ``--publisher`` and ``zk_policy`` serve ``receipts verify`` and
+``receipts zk verify``, as do ``report_exit_code`` and ``provider_warning``.
 
     @pcr_option
     @debug_option
@@ -18,11 +19,19 @@ from typing import Any, TypeVar
 
 import click
 
+from circuits.circuit_dir import CircuitDir
+from circuits.groth16 import read_verification_key
+from circuits.manifest import MANIFEST_PAYLOAD_TYPE, CircuitManifest
 from receipts.effects import Clock, RandomBytes, SystemClock, system_random
+from receipts.envelope import Envelope
+from receipts.errors import InputError, ReceiptsError
 from receipts.files import read_limited
+from receipts.keys import PublicKey
 from receipts.nitro import PCR_SIZE, NitroPolicy
+from receipts.report import Report, ZkPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
+circuit_folder = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def parse_pcrs(
@@ -89,3 +98,53 @@ def effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
     obj = ctx.find_root().obj
     given = obj if isinstance(obj, dict) else {}
     return given.get("clock") or SystemClock(), given.get("random_bytes") or system_random
+
+
+def publisher_option(*, required: bool) -> Callable[[F], F]:
+    return click.option(
+        "--publisher",
+        "publishers",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        multiple=True,
+        required=required,
+        help="Trusted circuit-manifest signer's public key (.pub; repeatable).",
+    )
+
+
+def zk_policy(circuit: Path, publishers: tuple[Path, ...]) -> ZkPolicy:
+    """The zk rung's policy for the circuit folder, its manifest signers pinned. A manifest or
+    verification key that does not even parse is bad input (2), like a document given beside a
+    receipt; whether it holds (signer, model, key digest) is the rung's step 19."""
+    folder = CircuitDir(circuit)
+    policy = folder.policy(tuple(PublicKey.load(p) for p in publishers))
+    _parses(folder.manifest, lambda: CircuitManifest.decode(_manifest_payload(policy.manifest)))
+    _parses(folder.verification_key, lambda: read_verification_key(policy.verification_key))
+    return policy
+
+
+def _manifest_payload(data: bytes) -> bytes:
+    return Envelope.from_bytes(data, payload_type=MANIFEST_PAYLOAD_TYPE).payload
+
+
+def _parses(path: Path, parse: Callable[[], object]) -> None:
+    """Run ``parse``; its error, if any, names the file (the library's message does not)."""
+    try:
+        parse()
+    except ReceiptsError as e:
+        raise type(e)(f"{path}: {e}", details=e.details) from e
+
+
+def report_exit_code(report: Report) -> int:
+    """2 when the receipt file itself is unreadable or malformed, else 1 (a failed report)."""
+    for step in report.rung("signature").failures():
+        if isinstance(step.error, InputError):
+            return 2
+    return 1
+
+
+def provider_warning() -> None:
+    click.echo(
+        "warning: provider key not pinned (pass --provider); the signature shows "
+        "the receipt is intact, not who issued it",
+        err=True,
+    )

@@ -101,12 +101,16 @@ def receipt_text(receipt: Receipt, rid: Digest, envelope: Envelope) -> str:
     return "\n".join(lines)
 
 
-def report_table(report: Report) -> str:
+def report_table(report: Report, *, only_required: bool = False) -> str:
+    """The verification table; ``only_required`` leaves out the rungs the policy did not ask
+    for (``receipts zk verify`` shows the signature and zk rungs alone)."""
     lines = [f"receipt      {report.receipt_id or '(unreadable)'}"]
     if report.key is not None:
         pinned = "pinned" if report.key_pinned else "NOT pinned"
         lines.append(f"provider     {report.key.key_id.hex()} ({report.key.scheme}, {pinned})")
     for rung in report.rungs:
+        if only_required and rung.rung not in report.required:
+            continue
         required = "required" if rung.rung in report.required else "optional"
         lines.append(f"[{_MARK[rung.status]}] {rung.rung} ({required})")
         for step in rung.steps:

@@ -1,0 +1,429 @@
+"""``receipts zk ...`` and ``receipts verify --circuit`` end to end through the CLI on tiny_int:
+compile, set up, a receipt from ``receipts run``, prove, verify; refusals (exit 1, the failed
+step named) and bad input (exit 2, one line, no traceback).
+
+One 2^7 powers-of-tau file per pytest cache (``Snarkjs.cached_ptau``, shared with
+tests/test_zk_rung.py), one setup and one proof per run; ``zk ptau`` itself makes only 2^3.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner, Result
+from onnx import TensorProto, helper
+
+from circuits.circuit_dir import CircuitDir
+from circuits.manifest import PTAU, file_digest
+from circuits.snarkjs import SNARKJS, Snarkjs
+from cli.main import cli
+from fixtures.int_models import sample_input, tiny_int
+from receipts.envelope import Envelope
+from tests.conftest import FIXTURES
+
+pytestmark = [
+    pytest.mark.skipif(not SNARKJS.exists(), reason="snarkjs is not installed (`make setup`)"),
+    pytest.mark.xdist_group("zk"),  # the same worker as test_zk_rung: one cached ptau
+]
+KEYS = FIXTURES / "keys"
+PROVIDER, PROVIDER_PUB = KEYS / "provider_ed25519.pem", KEYS / "provider_ed25519.pem.pub"
+PUBLISHER, PUBLISHER_PUB = KEYS / "other_ed25519.pem", KEYS / "other_ed25519.pem.pub"
+STRANGER_PUB = KEYS / "challenger_ed25519.pem.pub"
+
+
+def invoke(*args: object) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture(scope="session")
+def ptau_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2^7 >= tiny_int's 68 constraints + 2 public signals + 1; made once per pytest cache."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("zk-ptau") if cache is not None else tmp_path_factory.mktemp("ptau")
+    return Snarkjs.locate(timeout_s=120).cached_ptau(7, Path(folder))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class World:
+    """tiny_int's files, its circuit with keys, a receipt from ``receipts run`` and the same
+    receipt with its proof attached, each made through the CLI."""
+
+    folder: Path
+    model: Path
+    inputs: Path
+    circuit: Path
+    ptau: Path
+    receipt: Path
+    outputs: Path
+    proven: Path
+    compiled: str
+    setup: str
+    proved: str
+    small_ptau: Path  # 2^3, made by `zk ptau`: too small for tiny_int
+    made_ptau: Result
+
+    def verify(self, *extra: object, receipt: Path | None = None) -> Result:
+        return invoke(
+            "zk", "verify", receipt or self.proven, "--circuit", self.circuit,
+            "--input", self.inputs, "--output", self.outputs,
+            "--publisher", PUBLISHER_PUB, "--provider", PROVIDER_PUB, *extra,
+        )  # fmt: skip
+
+
+def _ok(*args: object) -> str:
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def world(ptau_file: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+    folder = tmp_path_factory.mktemp("zkcli")
+    model, inputs = folder / "tiny.onnx", folder / "x.npz"
+    onnx.save(tiny_int(), model)
+    np.savez(inputs, x=sample_input("tiny_int", 1))
+    circuit, out = folder / "tiny.circuit", folder / "out"
+    compiled = _ok("zk", "compile", model, "--out", circuit)
+    setup = _ok(
+        "zk", "setup", circuit, "--ptau", ptau_file, "--key", PUBLISHER,
+        "--ptau-digest", str(file_digest(PTAU, ptau_file)),
+    )  # fmt: skip
+    _ok("run", model, "--input", inputs, "--key", PROVIDER, "--out", out)
+    receipt = out / "receipt.rcpt"
+    proved = _ok("zk", "prove", circuit, receipt, "--model", model, "--input", inputs)
+    small = folder / "pot3.ptau"
+    made = invoke("zk", "ptau", "--power", "3", "--out", small, "--json")
+    assert made.exit_code == 0, made.output
+    return World(
+        folder=folder,
+        model=model,
+        inputs=inputs,
+        circuit=circuit,
+        ptau=ptau_file,
+        receipt=receipt,
+        outputs=out / "outputs.npz",
+        proven=out / "receipt.zk.rcpt",
+        compiled=compiled,
+        setup=setup,
+        proved=proved,
+        small_ptau=small,
+        made_ptau=made,
+    )
+
+
+# --- the flow ----------------------------------------------------------------------------------
+
+
+def test_compile_prints_the_constraint_count_and_circuit_hash(world: World) -> None:
+    info = CircuitDir(world.circuit).read_info()
+    assert f"constraints        {info.constraints}\n" in world.compiled
+    assert f"circuit            {info.circuit}\n" in world.compiled
+    assert "min ptau power     7\n" in world.compiled
+    view = json.loads(_ok("zk", "compile", world.model, "--out", world.folder / "again", "--json"))
+    assert view["circuit"] == str(info.circuit)  # deterministic: the model alone decides it
+    assert view["constraints"] == 68
+
+
+def test_setup_writes_keys_and_a_manifest_signed_by_the_publisher(world: World) -> None:
+    signed = CircuitDir(world.circuit).read_manifest()
+    assert f"manifest           {signed.id}\n" in world.setup
+    assert f"ptau               {file_digest(PTAU, world.ptau)}\n" in world.setup
+    assert signed.key.key_id.hex() in world.setup
+    assert "warning" not in world.setup  # the ptau was checked against its digest
+
+
+def test_prove_writes_a_new_receipt_with_the_proof_attached(world: World) -> None:
+    original = Envelope.from_bytes(world.receipt.read_bytes())
+    proven = Envelope.from_bytes(world.proven.read_bytes())
+    assert proven.payload == original.payload and proven.signature == original.signature
+    assert [a.type for a in proven.attachments] == ["groth16-bn254"]
+    assert f"wrote              {world.proven}" in world.proved
+
+
+def test_zk_verify_accepts_the_receipt_on_its_proof_alone(world: World) -> None:
+    result = world.verify()
+    assert result.exit_code == 0, result.output
+    assert "[PASS] zk (required)" in result.output
+    assert "PASS  21 proof" in result.output
+    assert "reexec" not in result.output and "digests" not in result.output
+    view = json.loads(world.verify("--json").stdout)
+    assert view["ok"] is True
+    assert view["required"] == ["signature", "zk"]
+
+
+def test_verify_with_a_circuit_adds_the_zk_rung(world: World) -> None:
+    result = invoke(
+        "verify", world.proven, "--model", world.model, "--input", world.inputs,
+        "--output", world.outputs, "--provider", PROVIDER_PUB,
+        "--circuit", world.circuit, "--publisher", PUBLISHER_PUB,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "[PASS] reexec (required)" in result.output
+    assert "[PASS] zk (required)" in result.output
+
+
+# --- refused: exit 1, the failed step named ---------------------------------------------------
+
+
+def test_a_tampered_output_file_is_refused_at_the_binding_step(world: World) -> None:
+    tampered = world.folder / "tampered.npz"
+    y = np.load(world.outputs)["y"]
+    np.savez(tampered, y=y + np.int32(1))
+    result = invoke(
+        "zk", "verify", world.proven, "--circuit", world.circuit, "--input", world.inputs,
+        "--output", tampered, "--publisher", PUBLISHER_PUB,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "FAIL  20 binding: the supplied outputs are not the receipt's" in result.output
+    assert "REFUSE" in result.output
+
+
+def test_an_untrusted_publisher_is_refused_at_the_manifest_step(world: World) -> None:
+    result = invoke(
+        "zk", "verify", world.proven, "--circuit", world.circuit, "--input", world.inputs,
+        "--output", world.outputs, "--publisher", STRANGER_PUB,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "FAIL  19 manifest" in result.output
+    assert "not a trusted circuit-manifest key" in result.output
+
+
+def test_a_receipt_without_a_proof_is_refused(world: World) -> None:
+    result = world.verify(receipt=world.receipt)
+    assert result.exit_code == 1
+    assert "FAIL  18 attachment: no groth16-bn254 v1 proof is attached" in result.output
+
+
+def test_a_ptau_digest_mismatch_is_refused_before_any_key_is_made(
+    world: World, tmp_path: Path
+) -> None:
+    # A well-formed file that is not the pinned ceremony's: a digest mismatch, exit 1 (as for a
+    # model or tensors that are not a receipt's), not bad input.
+    circuit = _compiled(world, tmp_path)
+    result = invoke(
+        "zk", "setup", circuit, "--ptau", world.ptau, "--key", PUBLISHER,
+        "--ptau-digest", "sha256:" + "00" * 32,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    expected = (
+        f"receipts: error: powers of tau {world.ptau} is {file_digest(PTAU, world.ptau)}, "
+        f"not the expected sha256:{'00' * 32}"
+    )
+    assert _error_lines(result) == [expected]
+    assert not CircuitDir(circuit).zkey.exists()
+
+
+def test_ptau_makes_a_development_file_and_prints_its_digest(world: World) -> None:
+    assert json.loads(world.made_ptau.stdout)["ptau"] == str(file_digest(PTAU, world.small_ptau))
+    assert "WARNING: making a DEVELOPMENT powers-of-tau file" in world.made_ptau.stderr
+    before = world.small_ptau.read_bytes()
+    again = invoke("zk", "ptau", "--power", "3", "--out", world.small_ptau)
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr
+    assert world.small_ptau.read_bytes() == before
+
+
+# --- bad input: exit 2, one line, no traceback -------------------------------------------------
+
+
+def _compiled(world: World, tmp: Path, without: str | None = None) -> Path:
+    """A fresh compiled circuit (no keys yet), ``without`` one of its files."""
+    circuit = tmp / "fresh.circuit"
+    _ok("zk", "compile", world.model, "--out", circuit)
+    if without is not None:
+        (circuit / without).unlink()
+    return circuit
+
+
+def _garbage(tmp: Path, name: str = "garbage.bin") -> Path:
+    path = tmp / name
+    path.write_bytes(b"\x84\x44garbage")
+    return path
+
+
+def _without(world: World, tmp: Path, name: str) -> Path:
+    """A copy of the circuit folder without one file."""
+    copy = tmp / "copy.circuit"
+    shutil.copytree(world.circuit, copy)
+    (copy / name).unlink()
+    return copy
+
+
+def _bad(world: World, tmp: Path, name: str) -> Path:
+    """A copy of the circuit folder with one file replaced by garbage."""
+    copy = _without(world, tmp, name)
+    _garbage(copy, name)
+    return copy
+
+
+def _float_model(tmp: Path) -> Path:
+    """A float Relu on [1, 4]: static shapes, but not integers."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")], "float_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp / "float.onnx")
+    return tmp / "float.onnx"
+
+
+def _unsupported_op(tmp: Path) -> Path:
+    """tiny_int with an Abs after the Relu: an integer model the compiler does not take."""
+    model = tiny_int()
+    graph = model.graph
+    graph.node[-1].output[0] = "relu"
+    graph.node.append(helper.make_node("Abs", ["relu"], ["y"], name="abs"))
+    graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.INT32, [1, 2]))
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp / "abs.onnx")
+    return tmp / "abs.onnx"
+
+
+def _zk_verify(w: World, circuit: Path, *extra: object) -> list[object]:
+    return ["zk", "verify", w.proven, "--circuit", circuit, "--input", w.inputs,
+            "--output", w.outputs, "--publisher", PUBLISHER_PUB, *extra]  # fmt: skip
+
+
+def _prove(w: World, circuit: Path, *extra: object) -> list[object]:
+    return ["zk", "prove", circuit, w.receipt, "--model", w.model, "--input", w.inputs, *extra]
+
+
+def _setup(circuit: Path, ptau: Path, *extra: object) -> list[object]:
+    return ["zk", "setup", circuit, "--ptau", ptau, "--key", PUBLISHER, *extra]
+
+
+Make = Callable[[World, Path], list[object]]
+BAD: dict[str, tuple[Make, str]] = {
+    # the circuit folder
+    "verify_without_a_verification_key": (
+        lambda w, t: _zk_verify(w, _without(w, t, "verification_key.json")),
+        "cannot read verification key",
+    ),
+    "verify_without_a_manifest": (
+        lambda w, t: _zk_verify(w, _without(w, t, "circuit.manifest")),
+        "cannot read circuit manifest",
+    ),
+    "verify_with_a_malformed_manifest": (
+        lambda w, t: _zk_verify(w, _bad(w, t, "circuit.manifest")), "circuit.manifest: not msgpack",
+    ),
+    "receipts_verify_with_a_malformed_manifest": (
+        lambda w, t: ["verify", w.proven, "--input", w.inputs, "--output", w.outputs,
+                      "--circuit", _bad(w, t, "circuit.manifest"), "--publisher", PUBLISHER_PUB],
+        "circuit.manifest: not msgpack",
+    ),
+    "verify_with_a_malformed_verification_key": (
+        lambda w, t: _zk_verify(w, _bad(w, t, "verification_key.json")),
+        "verification_key.json: verification key: not UTF-8",
+    ),
+    "prove_without_a_proving_key": (
+        lambda w, t: _prove(w, _without(w, t, "circuit.zkey"), "--out", t / "r.rcpt"),
+        "circuit.zkey: No such file",
+    ),
+    "setup_without_circuit_info": (
+        lambda w, t: _setup(_compiled(w, t, without="circuit.info"), w.ptau),
+        "cannot read circuit info",
+    ),
+    "setup_over_existing_keys": (
+        lambda w, t: _setup(w.circuit, w.ptau), "refusing to overwrite keys",
+    ),
+    "verify_a_garbage_receipt": (
+        lambda w, t: ["zk", "verify", _garbage(t), "--circuit", w.circuit, "--input", w.inputs,
+                      "--output", w.outputs, "--publisher", PUBLISHER_PUB],
+        "REFUSE",
+    ),
+    # compile
+    "compile_a_float_model": (
+        lambda w, t: ["zk", "compile", _float_model(t), "--out", t / "c"],
+        "input 'x' is float32: circuits take integer tensors",
+    ),
+    "compile_a_model_without_static_shapes": (
+        lambda w, t: ["zk", "compile", FIXTURES / "models" / "mlp.onnx", "--out", t / "c"],
+        "no static shape",
+    ),
+    "compile_an_unsupported_op": (
+        lambda w, t: ["zk", "compile", _unsupported_op(t), "--out", t / "c"],
+        "op Abs is not supported",
+    ),
+    "compile_over_an_existing_circuit": (
+        lambda w, t: ["zk", "compile", w.model, "--out", w.circuit], "already exists",
+    ),
+    # ptau
+    "ptau_power_0": (lambda w, t: ["zk", "ptau", "--power", "0", "--out", t / "p"], "--power"),
+    "ptau_power_29": (lambda w, t: ["zk", "ptau", "--power", "29", "--out", t / "p"], "--power"),
+    "ptau_power_huge": (
+        lambda w, t: ["zk", "ptau", "--power", "9" * 30, "--out", t / "p"], "--power",
+    ),
+    # setup
+    "setup_with_a_garbage_ptau": (
+        lambda w, t: _setup(_compiled(w, t), _garbage(t)), "snarkjs groth16 setup failed",
+    ),
+    "setup_with_a_ptau_too_small": (
+        lambda w, t: _setup(_compiled(w, t), w.small_ptau), "snarkjs groth16 setup failed",
+    ),
+    "setup_with_a_ptau_digest_not_a_digest": (
+        lambda w, t: _setup(_compiled(w, t), w.ptau, "--ptau-digest", "sha256:xyz"),
+        "not a sha256 digest",
+    ),
+    # prove
+    "prove_into_the_receipt_itself": (
+        lambda w, t: _prove(w, w.circuit, "--out", w.receipt), "already exists",
+    ),
+    "prove_into_the_default_again": (lambda w, t: _prove(w, w.circuit), "already exists"),
+    "prove_with_inputs_of_another_shape": (
+        lambda w, t: ["zk", "prove", w.circuit, w.receipt, "--model", w.model,
+                      "--input", _npz(t, x=np.zeros((1, 5), np.uint8)), "--out", t / "r.rcpt"],
+        "input 'x' has shape [1, 5]",
+    ),
+    # receipts verify --circuit: usage
+    "circuit_without_publisher": (
+        lambda w, t: ["verify", w.proven, "--input", w.inputs, "--output", w.outputs,
+                      "--circuit", w.circuit],
+        "--circuit needs --publisher",
+    ),
+    "circuit_without_output": (
+        lambda w, t: ["verify", w.proven, "--input", w.inputs, "--circuit", w.circuit,
+                      "--publisher", PUBLISHER_PUB],
+        "--circuit needs",
+    ),
+    "publisher_without_circuit": (
+        lambda w, t: ["verify", w.proven, "--publisher", PUBLISHER_PUB],
+        "--publisher needs --circuit",
+    ),
+    "zk_verify_without_publisher": (
+        lambda w, t: ["zk", "verify", w.proven, "--circuit", w.circuit, "--input", w.inputs,
+                      "--output", w.outputs],
+        "--publisher",
+    ),
+}  # fmt: skip
+
+
+def _npz(tmp: Path, **arrays: Any) -> Path:
+    path = tmp / "other.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "rror" in line]
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(world: World, tmp_path: Path, name: str) -> None:
+    make, fragment = BAD[name]
+    result = invoke(*make(world, tmp_path))
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert fragment in result.output
+    if "REFUSE" not in fragment:  # a report's refusal is a table; errors are one line
+        assert len(_error_lines(result)) == 1, result.stderr
