@@ -123,6 +123,12 @@ def compile_model(model: LoadedModel, inputs: Mapping[str, np.ndarray]) -> Compi
             raise CircuitFormatError(f"node {node.name!r} reads {e} before it is made") from e
         except ReceiptsError as e:
             raise type(e)(f"node {node.name or node.op_type!r} ({node.op_type}): {e}") from e
+        except (TypeError, ValueError, IndexError) as e:
+            # An attribute or operand form the op's code does not handle (per-channel zero
+            # points, a 1-D kernel, an index out of range): refused, never a traceback.
+            raise CircuitFormatError(
+                f"node {node.name or node.op_type!r} ({node.op_type}): unsupported form ({e})"
+            ) from e
         env.update(zip(node.output, results, strict=True))
     outputs, out_signals = {}, []
     for spec in model.outputs:
@@ -217,6 +223,12 @@ def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
+def _auto_pad(node: onnx.NodeProto) -> bool:
+    """Whether ``auto_pad`` asks for padding (only NOTSET with no pads, or VALID, compile)."""
+    value = _attr(node, "auto_pad", b"NOTSET")
+    return (value.decode() if isinstance(value, bytes) else str(value)) not in ("NOTSET", "VALID")
+
+
 def _matmul_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     a, w = args[0], args[1]
     za = int(_const(args[2], "the A zero point")) if len(args) > 2 and args[2] else 0
@@ -240,7 +252,11 @@ def _conv_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Ten
     zx = int(_const(args[2], "x_zero_point")) if len(args) > 2 and args[2] else 0
     zw = int(_const(args[3], "w_zero_point")) if len(args) > 3 and args[3] else 0
     kernel = _const(w, "ConvInteger's W") - zw  # [M, C, kh, kw]
-    if any(_attr(node, "pads", [0])) or any(d != 1 for d in _attr(node, "dilations", [1])):
+    if (
+        any(_attr(node, "pads", [0]))
+        or any(d != 1 for d in _attr(node, "dilations", [1]))
+        or _auto_pad(node)
+    ):
         raise CircuitFormatError("ConvInteger: padding and dilation are not supported")
     if _attr(node, "group", 1) != 1 or x.constant or x.data.ndim != 4:
         raise CircuitFormatError("ConvInteger: one group, a variable NCHW input")
@@ -322,10 +338,11 @@ def _pick(b: Builder, pick: str, a: Tensor, c: Tensor) -> Tensor:
 
 def _clip(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
-    if len(args) > 2 and args[2] is not None:
-        x = _pick(b, "Min", x, args[2]) if x.hi > args[2].lo else x
+    # onnxruntime's order, min(max(x, low), high): with low > high every value becomes high.
     if len(args) > 1 and args[1] is not None:
         x = _pick(b, "Max", x, args[1]) if x.lo < args[1].hi else x
+    if len(args) > 2 and args[2] is not None:
+        x = _pick(b, "Min", x, args[2]) if x.hi > args[2].lo else x
     return [x]
 
 
@@ -344,16 +361,24 @@ def _extreme(pick: str) -> Op:
 def _cast(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
     target = _dtype_of(_attr(node, "to"), "Cast's target")
-    if x.constant:
-        return [_constant(target, x.data)]
+    if x.constant:  # converted as onnxruntime does (wrapping), not merely relabelled
+        return [_constant(target, x.data.astype(np.dtype(target)).astype(np.int64))]
     # Proven in range: where onnxruntime would wrap around, compiling refuses.
     return [_checked(b, x.data, target, x.lo, x.hi)]
 
 
 def _maxpool(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
-    if any(_attr(node, "pads", [0])) or _attr(node, "ceil_mode", 0) or len(node.output) > 1:
-        raise CircuitFormatError("MaxPool: no padding, no ceil_mode, no indices output")
+    if (
+        any(_attr(node, "pads", [0]))
+        or _auto_pad(node)
+        or any(d != 1 for d in _attr(node, "dilations", [1]))
+        or _attr(node, "ceil_mode", 0)
+        or len(node.output) > 1
+    ):
+        raise CircuitFormatError(
+            "MaxPool: no padding, no dilation, no ceil_mode, no indices output"
+        )
     kh, kw = _attr(node, "kernel_shape")
     sh, sw = _attr(node, "strides", [1, 1])
     n, c, h, w = x.data.shape
@@ -384,7 +409,8 @@ def _reshape(node: onnx.NodeProto, data: np.ndarray, args: list[Any]) -> np.ndar
 
 
 def _flatten(node: onnx.NodeProto, data: np.ndarray, args: list[Any]) -> np.ndarray:
-    axis = _attr(node, "axis", 1) % max(data.ndim, 1)
+    axis = _attr(node, "axis", 1)
+    axis = axis + data.ndim if axis < 0 else axis  # ONNX: -r <= axis <= r; r gives [N, 1]
     return data.reshape(int(np.prod(data.shape[:axis])), -1)
 
 

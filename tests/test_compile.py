@@ -135,7 +135,31 @@ SINGLE = {
                   np.arange(3, dtype=np.int32)),
     "cast_in_range": (_single("Cast", I32, [3], TensorProto.INT8, [3], [], [], to=TensorProto.INT8),
                       np.array([-128, 0, 127], dtype=np.int32)),
+    # min > max: onnxruntime gives max everywhere (min(max(x, lo), hi)), not min
+    "clip_min_above_max": (_single("Clip", I32, [3], I32, [3], [_c("lo", 5, np.int32),
+                                   _c("hi", 2, np.int32)], ["lo", "hi"]),
+                           np.array([-9, 3, 99], dtype=np.int32)),
+    # axis = rank is allowed: [N, 1], not [1, N]
+    "flatten_axis_rank": (_single("Flatten", I32, [2, 3], I32, [6, 1], [], [], axis=2),
+                          np.arange(6, dtype=np.int32).reshape(2, 3)),
 }  # fmt: skip
+
+
+def test_a_cast_constant_wraps_as_onnxruntime_does() -> None:
+    """Cast(261 -> int8) is 5 in onnxruntime; a relabelled 261 made the circuit divide by 261."""
+    nodes = [helper.make_node("Cast", ["c"], ["d"], to=TensorProto.INT8),
+             helper.make_node("Div", ["x", "d"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.INT8, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, [3])], [_c("c", 261, np.int32)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.array([100, -100, 7], dtype=np.int8)
+    compiled = compile_model(_load(model), {"x": x})
+    [want] = _ort(model, {"x": x})
+    assert np.array_equal(compiled.outputs["y"], want)  # [20, -20, 1]
+    check_witness(compiled.r1cs, compiled.witness)
 
 
 @pytest.mark.parametrize(("model", "x"), SINGLE.values(), ids=SINGLE.keys())
@@ -173,6 +197,22 @@ def _refused_cases() -> dict[str, tuple[onnx.ModelProto, np.ndarray, type[Except
             _single("Div", I32, [1], I32, [1], [_c("d", -2, np.int32)], ["d"]),
             np.array([4], dtype=np.int32), CircuitFormatError, "positive constant",
         ),
+        # attributes the compiler does not model: refused, never silently ignored
+        "maxpool_dilations": (
+            _single("MaxPool", TensorProto.INT8, [1, 1, 5, 5], TensorProto.INT8, [1, 1, 2, 2], [],
+                    [], kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 2]),
+            np.zeros((1, 1, 5, 5), dtype=np.int8), CircuitFormatError, "no dilation",
+        ),
+        "maxpool_auto_pad": (
+            _single("MaxPool", TensorProto.INT8, [1, 1, 5, 5], TensorProto.INT8, [1, 1, 5, 5], [],
+                    [], kernel_shape=[2, 2], auto_pad="SAME_UPPER"),
+            np.zeros((1, 1, 5, 5), dtype=np.int8), CircuitFormatError, "no padding",
+        ),
+        "conv_auto_pad": (
+            _single("ConvInteger", TensorProto.UINT8, [1, 1, 5, 5], I32, [1, 1, 5, 5],
+                    [_c("w", np.ones((1, 1, 3, 3)), np.uint8)], ["w"], auto_pad="SAME_UPPER"),
+            np.zeros((1, 1, 5, 5), dtype=np.uint8), CircuitFormatError, "padding",
+        ),
         "wrong_input_type": (
             BUILDERS["tiny_int"](), np.array([[1, 2, 3, 4]], dtype=np.int8),
             CircuitFormatError, "the model says uint8",
@@ -194,3 +234,18 @@ def test_what_cannot_be_proven_exactly_is_refused(
 def test_a_missing_input_is_refused() -> None:
     with pytest.raises(CircuitFormatError, match="missing"):
         compile_model(_load(BUILDERS["tiny_int"]()), {})
+
+
+def test_an_operand_form_the_op_does_not_handle_is_a_typed_error() -> None:
+    """Per-column zero points of MatMulInteger are not supported: refused, not a traceback."""
+    w = np.array([[1, -2], [3, 4], [-5, 6], [7, -8]], dtype=np.int8)
+    node = helper.make_node("MatMulInteger", ["x", "w", "", "zw"], ["y"], name="n")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 2])],
+        [numpy_helper.from_array(w, "w"), _c("zw", [1, 2], np.int8)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(CircuitFormatError, match="MatMulInteger"):
+        compile_model(_load(model), {"x": np.array([[1, 2, 3, 4]], dtype=np.uint8)})
