@@ -33,7 +33,6 @@ else the two agree (``tests/test_groth16.py`` holds both tables).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from py_ecc.optimized_bn128.optimized_curve import (
 from py_ecc.optimized_bn128.optimized_pairing import final_exponentiate, pairing
 
 from circuits.r1cs import P
+from receipts import strictjson
 from receipts.errors import CircuitFormatError, LimitError, ZkProofError
 from receipts.report import Status, StepResult, Steps
 
@@ -70,7 +70,6 @@ MAX_DEPTH = 8  # snarkjs's deepest value (vk_alphabeta_12) nests 4 levels
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 # A string (to its closing quote or the end of the text: never a failed match, so linear) or a
 # bracket; brackets inside strings are skipped with their string.
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
 _VK_FIELDS = {"protocol", "curve", "nPublic", "vk_alpha_1", "vk_beta_2", "vk_gamma_2",
               "vk_delta_2", "IC"}  # fmt: skip
 _VK_OPTIONAL = {"vk_alphabeta_12"}  # e(alpha, beta), precomputed: ignored, never trusted
@@ -169,44 +168,9 @@ def read_public(data: bytes | str) -> tuple[int, ...]:
 
 
 def _load(data: bytes | str, what: str) -> Any:
-    if len(data) > MAX_JSON_BYTES:
-        raise LimitError(f"{what}: larger than {MAX_JSON_BYTES} bytes")
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        _shallow(text, what)
-        return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
-    except UnicodeDecodeError as e:
-        raise CircuitFormatError(f"{what}: not UTF-8") from e
-    except RecursionError as e:
-        raise CircuitFormatError(f"{what}: nested too deeply") from e
-    except ValueError as e:  # invalid JSON, duplicate keys, NaN, over-long integers
-        raise CircuitFormatError(f"{what}: not valid JSON ({e})") from e
-
-
-def _shallow(text: str, what: str) -> None:
-    """Refuse nesting deeper than ``MAX_DEPTH`` before parsing: 100,000 nested brackets crashed
-    a pytest-xdist worker inside the C parser instead of raising ``RecursionError``."""
-    depth = 0
-    for token in _TOKEN.finditer(text):
-        bracket = token.group()
-        if bracket[0] == '"':
-            continue
-        depth += 1 if bracket in "[{" else -1
-        if depth > MAX_DEPTH:
-            raise CircuitFormatError(f"{what}: nested deeper than {MAX_DEPTH} levels")
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(constant: str) -> None:
-    raise ValueError(f"{constant} is not a JSON number")
+    return strictjson.load(
+        data, what, limit=MAX_JSON_BYTES, max_depth=MAX_DEPTH, error=CircuitFormatError
+    )
 
 
 def _object(value: object, required: set[str], optional: set[str], what: str) -> dict[str, Any]:

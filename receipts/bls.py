@@ -41,6 +41,7 @@ from typing import Any
 
 from py_ecc.bls.ciphersuites import G2ProofOfPossession
 
+from receipts import strictjson
 from receipts.bls_backends import (
     CIPHERSUITE,
     POP_DST,
@@ -392,16 +393,7 @@ def _verify_member_pop(member: BlsMember, index: int, backend: BlsBackend | None
 
 def _load_json(data: bytes, kind: str, *, limit: int = _MAX_KEY_FILE) -> dict[str, Any]:
     """A JSON object of type ``kind`` and version 1: no duplicate keys, no NaN, within ``limit``."""
-    if len(data) > limit:
-        raise LimitError(f"{kind} file larger than the limit of {limit} bytes")
-    try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_unique, parse_constant=_bad)
-    except UnicodeDecodeError as e:
-        raise MalformedError(f"{kind} file is not UTF-8") from e
-    except RecursionError as e:
-        raise MalformedError(f"{kind} file nests too deeply") from e
-    except ValueError as e:  # JSONDecodeError, duplicate keys, NaN, over-long integers
-        raise MalformedError(f"{kind} file is not valid JSON ({e})") from e
+    value = strictjson.load(data, f"{kind} file", limit=limit)
     if not isinstance(value, dict):
         raise MalformedError(f"{kind} file must hold a JSON object")
     if value.get("type") != kind:
@@ -410,19 +402,6 @@ def _load_json(data: bytes, kind: str, *, limit: int = _MAX_KEY_FILE) -> dict[st
     if isinstance(version, bool) or version != _VERSION:
         raise UnsupportedVersionError(f"{kind} version {version!r} is not supported")
     return value
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _bad(constant: str) -> None:
-    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _exact(value: object, keys: set[str], what: str) -> dict[str, Any]:
