@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from cli import render
-from cli.options import debug_option, effects, pcr_option, tee_policy
+from cli.options import debug_option, effects, existing, pcr_option, tee_policy
 from receipts.cose import MAX_DOCUMENT_BYTES
 from receipts.files import read_limited
 from receipts.jsonview import attestation_json
@@ -26,8 +26,6 @@ from receipts.nitro import SignedDocument
 from receipts.nitro_sim import ROOT_CERT, SimulatedRoot
 from receipts.report import Status
 from receipts.tee import check_document
-
-existing = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group("attestation")

@@ -30,6 +30,8 @@ from cli.options import (
     circuit_folder,
     debug_option,
     effects,
+    existing,
+    existing_any,
     pcr_option,
     provider_warning,
     publisher_option,
@@ -117,8 +119,6 @@ def cli(debug: bool) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-existing = click.Path(exists=True, dir_okay=False, path_type=Path)
-existing_any = click.Path(exists=True, path_type=Path)
 
 
 @cli.command()

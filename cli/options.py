@@ -30,6 +30,10 @@ from receipts.keys import PublicKey
 from receipts.nitro import PCR_SIZE, NitroPolicy
 from receipts.report import Report, ZkPolicy
 
+# Path types every command group shares: an existing file, or an existing file or folder.
+existing = click.Path(exists=True, dir_okay=False, path_type=Path)
+existing_any = click.Path(exists=True, path_type=Path)
+
 F = TypeVar("F", bound=Callable[..., Any])
 circuit_folder = click.Path(exists=True, file_okay=False, path_type=Path)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from cli import render
+from cli.options import effects, existing, existing_any
 from receipts.batch import (
     Batch,
     Cosignature,
@@ -35,7 +36,6 @@ from receipts.checkpoint import (
     verify_consistency_proof,
     verify_inclusion_proof,
 )
-from receipts.effects import Clock, SystemClock
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
 from receipts.errors import InputError, ProofError
 from receipts.evidence import Evidence
@@ -49,8 +49,6 @@ from receipts.receipt import receipt_id
 from receipts.reconcile import audit, replay, state_of
 from receipts.tensorfiles import load_tensors
 
-existing = click.Path(exists=True, dir_okay=False, path_type=Path)
-existing_any = click.Path(exists=True, path_type=Path)
 new_file = click.Path(dir_okay=False, path_type=Path)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 db_argument = click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
@@ -58,16 +56,9 @@ MAX_TEXT = 1 << 20
 MAX_BATCH = 256 << 20
 
 
-def _clock(ctx: click.Context) -> Clock:
-    """The system clock unless the caller injected one (``cli.main(obj={"clock": ...})``)."""
-    obj = ctx.find_root().obj
-    given = obj.get("clock") if isinstance(obj, dict) else None
-    return given or SystemClock()
-
-
 @contextmanager
 def _ledger(ctx: click.Context, db: Path) -> Iterator[Ledger]:
-    ledger = Ledger.open(db, clock=_clock(ctx))
+    ledger = Ledger.open(db, clock=effects(ctx)[0])
     try:
         yield ledger
     finally:
@@ -135,7 +126,7 @@ def init(
         rungs=tuple(dict.fromkeys(("signature", "digests", *rungs))),
         referees=tuple(PublicKey.load(p) for p in referees),
     )
-    Ledger.create(db, rules, clock=_clock(ctx)).close()
+    Ledger.create(db, rules, clock=effects(ctx)[0]).close()
     click.echo(f"created {db}: log {origin}, assets {', '.join(rules.assets)}, "
                f"window {window} s, rungs {', '.join(rules.rungs)}")  # fmt: skip
 

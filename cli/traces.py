@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from cli import render
+from cli.options import existing, existing_any
 from receipts import InputError, Policy, PrivateKey, PublicKey, Tolerance, Verifier
 from receipts.dispute import Responder, dispute_locally
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
@@ -30,8 +31,6 @@ from receipts.report import Report
 from receipts.tensorfiles import load_tensors
 from receipts.trace import TraceReader
 
-existing = click.Path(exists=True, dir_okay=False, path_type=Path)
-existing_any = click.Path(exists=True, path_type=Path)
 new_file = click.Path(dir_okay=False, path_type=Path)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 

@@ -27,6 +27,8 @@ from cli import render
 from cli.options import (
     circuit_folder,
     effects,
+    existing,
+    existing_any,
     provider_warning,
     publisher_option,
     report_exit_code,
@@ -38,8 +40,6 @@ from receipts.envelope import MAX_ENVELOPE_BYTES
 from receipts.files import StorageError, read_limited, write_atomic
 from receipts.jsonview import report_json
 
-existing = click.Path(exists=True, dir_okay=False, path_type=Path)
-existing_any = click.Path(exists=True, path_type=Path)
 new_file = click.Path(dir_okay=False, path_type=Path)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 input_option = click.option(
