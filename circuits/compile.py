@@ -15,10 +15,11 @@ widths the bounds allow (a Relu of a value known non-negative is free).
 Inputs are private wires proven in their type's range and packed into public signals, outputs
 likewise (``circuits.packing``); public signals are the outputs, then the inputs.
 
-Ops: MatMulInteger, ConvInteger (zero points, no padding or dilation), Add, Sub, Mul, Div by a
-positive constant (truncating), Relu, Max, Min, Clip, Cast between integer types, MaxPool
-(no padding), and the shape-only Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Concat, Slice,
-Gather (constant indices), Identity. Anything else is refused naming the op and the node.
+Ops: MatMulInteger, ConvInteger (zero points, strides, dilations, pads or auto_pad; one group),
+Add, Sub, Mul, Div by a positive constant (truncating), Relu, Max, Min, Clip, Cast between
+integer types, MaxPool (strides, dilations, pads or auto_pad; no ceil_mode), and the
+shape-only Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Concat, Slice, Gather (constant
+indices), Identity. Anything else is refused naming the op and the node.
 
     compiled = compile_model(load_model("mlp_int8.onnx"), {"x": x})
     check_witness(compiled.r1cs, compiled.witness)
@@ -26,6 +27,7 @@ Gather (constant indices), Identity. Anything else is refused naming the op and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -223,12 +225,6 @@ def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
-def _auto_pad(node: onnx.NodeProto) -> bool:
-    """Whether ``auto_pad`` asks for padding (only NOTSET with no pads, or VALID, compile)."""
-    value = _attr(node, "auto_pad", b"NOTSET")
-    return (value.decode() if isinstance(value, bytes) else str(value)) not in ("NOTSET", "VALID")
-
-
 def _matmul_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     a, w = args[0], args[1]
     za = int(_const(args[2], "the A zero point")) if len(args) > 2 and args[2] else 0
@@ -252,25 +248,94 @@ def _conv_integer(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Ten
     zx = int(_const(args[2], "x_zero_point")) if len(args) > 2 and args[2] else 0
     zw = int(_const(args[3], "w_zero_point")) if len(args) > 3 and args[3] else 0
     kernel = _const(w, "ConvInteger's W") - zw  # [M, C, kh, kw]
-    if (
-        any(_attr(node, "pads", [0]))
-        or any(d != 1 for d in _attr(node, "dilations", [1]))
-        or _auto_pad(node)
-    ):
-        raise CircuitFormatError("ConvInteger: padding and dilation are not supported")
-    if _attr(node, "group", 1) != 1 or x.constant or x.data.ndim != 4:
-        raise CircuitFormatError("ConvInteger: one group, a variable NCHW input")
-    sh, sw = _attr(node, "strides", [1, 1])
-    n, _, h, wd = x.data.shape
+    if _attr(node, "group", 1) != 1 or x.constant or x.data.ndim != 4 or kernel.ndim != 4:
+        raise CircuitFormatError("ConvInteger: one group, a variable NCHW input, a 2-D kernel")
+    n, channels, h, wd = x.data.shape
     m, _, kh, kw = kernel.shape
-    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
-    out = np.empty((n, m, oh, ow), dtype=object)
+    if list(_attr(node, "kernel_shape", [kh, kw])) != [kh, kw]:
+        raise CircuitFormatError("ConvInteger: kernel_shape differs from W's shape")
+    windows = _windows(node, (h, wd), (kh, kw))
+    out = np.empty((n, m, *windows.shape), dtype=object)
     shifted = np.vectorize(lambda s: s.shift(-zx), otypes=[object])(x.data)
-    for bn, k, i, j in np.ndindex(n, m, oh, ow):
-        patch = shifted[bn, :, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
-        out[bn, k, i, j] = dot(patch.tolist(), kernel[k].reshape(-1).tolist())
-    lo, hi = _linear_bounds(x.lo - zx, x.hi - zx, kernel.reshape(m, -1).T)
+    for bn, k, (i, j) in itertools.product(range(n), range(m), np.ndindex(windows.shape)):
+        # A tap in the padding reads x_zero_point (as onnxruntime pads): it adds nothing.
+        taps = [(c, *tap) for c in range(channels) for tap in windows.taps[i][j]]
+        out[bn, k, i, j] = dot([shifted[bn, c, r, q] for c, r, q, _, _ in taps],
+                               [int(kernel[k, c, ki, kj]) for c, _, _, ki, kj in taps])  # fmt: skip
+    lo, hi = x.lo - zx, x.hi - zx
+    if windows.padded:  # a padded tap contributes 0, so the bounds must hold 0
+        lo, hi = min(lo, 0), max(hi, 0)
+    lo, hi = _linear_bounds(lo, hi, kernel.reshape(m, -1).T)
     return [_checked(b, out, "int32", lo, hi)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Where a 2-D sliding window (ConvInteger, MaxPool) reads: for output ``[i][j]``, the
+    ``(row, col, kernel_row, kernel_col)`` taps inside the input; taps in the padding are left
+    out, and ``padded`` says whether any was; ``pads`` are as applied."""
+
+    shape: tuple[int, int]
+    taps: list[list[list[tuple[int, int, int, int]]]]
+    padded: bool
+    pads: tuple[int, ...]
+
+
+def _windows(node: onnx.NodeProto, size: tuple[int, int], kernel: tuple[int, int]) -> _Windows:
+    """The ONNX geometry of ``node``: strides, dilations, explicit ``pads`` [top, left, bottom,
+    right] or ``auto_pad`` (VALID, SAME_UPPER, SAME_LOWER); floor rounding (no ceil_mode)."""
+    strides = list(_attr(node, "strides", [1, 1]))
+    dilations = list(_attr(node, "dilations", [1, 1]))
+    if len(strides) != 2 or len(dilations) != 2:
+        raise CircuitFormatError("strides and dilations of 2 (2-D windows only)")
+    if min(strides) < 1 or min(dilations) < 1 or min(kernel) < 1:
+        raise CircuitFormatError("strides, dilations and the kernel must be positive")
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    pads = _pads(node, size, span, strides, dilations)
+    if any(size[a] + pads[a] + pads[a + 2] < span[a] for a in (0, 1)):
+        # onnxruntime's sizes (C division, truncating) differ from ONNX's floor here
+        raise CircuitFormatError("the kernel is larger than the padded input")
+    oh, ow = ((size[a] + pads[a] + pads[a + 2] - span[a]) // strides[a] + 1 for a in (0, 1))
+    taps: list[list[list[tuple[int, int, int, int]]]] = [[[] for _ in range(ow)] for _ in range(oh)]
+    padded = False
+    for i, j, ki, kj in itertools.product(range(oh), range(ow), range(kernel[0]), range(kernel[1])):
+        r = i * strides[0] - pads[0] + ki * dilations[0]
+        q = j * strides[1] - pads[1] + kj * dilations[1]
+        if 0 <= r < size[0] and 0 <= q < size[1]:
+            taps[i][j].append((r, q, ki, kj))
+        else:
+            padded = True
+    return _Windows((oh, ow), taps, padded, tuple(pads))
+
+
+def _pads(
+    node: onnx.NodeProto, size: tuple[int, int], span: list[int], strides: list[int],
+    dilations: list[int],
+) -> list[int]:  # fmt: skip
+    """[top, left, bottom, right]: the ``pads`` attribute, or what ``auto_pad`` makes."""
+    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+    auto = _attr(node, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if len(pads) != 4 or min(pads) < 0:
+        raise CircuitFormatError("pads are 4 numbers, none negative (2-D windows only)")
+    if auto in ("NOTSET", "VALID"):
+        if auto == "VALID" and any(pads):
+            raise CircuitFormatError("auto_pad VALID together with pads")
+        return pads
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise CircuitFormatError(f"auto_pad {auto} is not an ONNX value")
+    if any(pads):
+        raise CircuitFormatError(f"auto_pad {auto} together with pads")
+    if max(dilations) > 1:  # onnxruntime's ConvInteger refuses these; its pools differ
+        raise CircuitFormatError(f"dilations with auto_pad {auto} are not supported")
+    for axis in (0, 1):
+        out = -(-size[axis] // strides[axis])
+        total = (out - 1) * strides[axis] + span[axis] - size[axis]
+        if total < 0:  # onnxruntime's pools then read from a negative pad; not modelled
+            raise CircuitFormatError(f"auto_pad {auto} with a stride larger than the kernel")
+        small, large = total // 2, total - total // 2
+        pads[axis], pads[axis + 2] = (small, large) if auto == "SAME_UPPER" else (large, small)
+    return pads
 
 
 Bounds = Callable[[tuple[int, int], tuple[int, int]], tuple[int, int]]
@@ -369,24 +434,24 @@ def _cast(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
 
 def _maxpool(b: Builder, node: onnx.NodeProto, args: list[Any]) -> list[Tensor]:
     x = args[0]
-    if (
-        any(_attr(node, "pads", [0]))
-        or _auto_pad(node)
-        or any(d != 1 for d in _attr(node, "dilations", [1]))
-        or _attr(node, "ceil_mode", 0)
-        or len(node.output) > 1
-    ):
-        raise CircuitFormatError(
-            "MaxPool: no padding, no dilation, no ceil_mode, no indices output"
-        )
-    kh, kw = _attr(node, "kernel_shape")
-    sh, sw = _attr(node, "strides", [1, 1])
+    if x.constant or x.data.ndim != 4:
+        raise CircuitFormatError("MaxPool: a variable NCHW input")
+    if _attr(node, "ceil_mode", 0) or len(node.output) > 1:
+        raise CircuitFormatError("MaxPool: no ceil_mode, no indices output")
     n, c, h, w = x.data.shape
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    kernel = list(_attr(node, "kernel_shape", []))
+    if len(kernel) != 2:
+        raise CircuitFormatError("MaxPool: a 2-D kernel_shape")
+    windows = _windows(node, (h, w), (kernel[0], kernel[1]))
+    if any(p >= k for p, k in zip(windows.pads, kernel * 2, strict=True)):
+        raise CircuitFormatError("MaxPool: pads not smaller than the kernel (onnxruntime refuses)")
     bits = signed_bits(x.lo - x.hi, x.hi - x.lo)
-    out = np.empty((n, c, oh, ow), dtype=object)
-    for bn, ch, i, j in np.ndindex(n, c, oh, ow):
-        window = x.data[bn, ch, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
+    out = np.empty((n, c, *windows.shape), dtype=object)
+    for bn, ch, (i, j) in itertools.product(range(n), range(c), np.ndindex(windows.shape)):
+        # Padding is never the maximum (onnxruntime skips it): only taps inside are compared.
+        window = [x.data[bn, ch, r, q] for r, q, _, _ in windows.taps[i][j]]
+        if not window:
+            raise CircuitFormatError("MaxPool: a window lies wholly in the padding")
         best = window[0]
         for s in window[1:]:
             best = b.maximum(best, s, bits=bits)

@@ -91,7 +91,7 @@ def test_tiny_model_matches_onnxruntime_on_any_input(values: list[int]) -> None:
 
 
 def _single(
-    op: str, x_type: int, shape: list[int], out_type: int, out_shape: list[int],
+    op: str, x_type: int, shape: list[int], out_type: int, out_shape: list[int] | None,
     inits: list[onnx.TensorProto], extra: list[str], **attrs: Any,
 ) -> onnx.ModelProto:  # fmt: skip
     node = helper.make_node(op, ["x", *extra], ["y"], name="n", **attrs)
@@ -197,21 +197,37 @@ def _refused_cases() -> dict[str, tuple[onnx.ModelProto, np.ndarray, type[Except
             _single("Div", I32, [1], I32, [1], [_c("d", -2, np.int32)], ["d"]),
             np.array([4], dtype=np.int32), CircuitFormatError, "positive constant",
         ),
-        # attributes the compiler does not model: refused, never silently ignored
-        "maxpool_dilations": (
-            _single("MaxPool", TensorProto.INT8, [1, 1, 5, 5], TensorProto.INT8, [1, 1, 2, 2], [],
-                    [], kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 2]),
-            np.zeros((1, 1, 5, 5), dtype=np.int8), CircuitFormatError, "no dilation",
+        # geometry the compiler does not model: refused, never silently ignored
+        "maxpool_ceil_mode": (
+            _single("MaxPool", TensorProto.INT8, [1, 1, 5, 5], TensorProto.INT8, None, [], [],
+                    kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+            np.zeros((1, 1, 5, 5), dtype=np.int8), CircuitFormatError, "no ceil_mode",
         ),
-        "maxpool_auto_pad": (
-            _single("MaxPool", TensorProto.INT8, [1, 1, 5, 5], TensorProto.INT8, [1, 1, 5, 5], [],
-                    [], kernel_shape=[2, 2], auto_pad="SAME_UPPER"),
-            np.zeros((1, 1, 5, 5), dtype=np.int8), CircuitFormatError, "no padding",
+        "maxpool_pads_as_large_as_the_kernel": (
+            _single("MaxPool", TensorProto.INT8, [1, 1, 3, 3], TensorProto.INT8, None, [], [],
+                    kernel_shape=[2, 2], pads=[2, 2, 0, 0]),
+            np.zeros((1, 1, 3, 3), dtype=np.int8), CircuitFormatError, "not smaller",
         ),
-        "conv_auto_pad": (
-            _single("ConvInteger", TensorProto.UINT8, [1, 1, 5, 5], I32, [1, 1, 5, 5],
-                    [_c("w", np.ones((1, 1, 3, 3)), np.uint8)], ["w"], auto_pad="SAME_UPPER"),
-            np.zeros((1, 1, 5, 5), dtype=np.uint8), CircuitFormatError, "padding",
+        "maxpool_window_in_padding": (  # dilated taps at columns -1 and 2 of a 2-wide input
+            _single("MaxPool", TensorProto.INT8, [1, 1, 2, 2], TensorProto.INT8, None, [], [],
+                    kernel_shape=[1, 2], dilations=[1, 3], pads=[0, 1, 0, 1]),
+            np.zeros((1, 1, 2, 2), dtype=np.int8), CircuitFormatError, "wholly in the padding",
+        ),
+        "conv_auto_pad_and_pads": (
+            _single("ConvInteger", TensorProto.UINT8, [1, 1, 5, 5], I32, None,
+                    [_c("w", np.ones((1, 1, 3, 3)), np.uint8)], ["w"], auto_pad="SAME_UPPER",
+                    pads=[1, 1, 1, 1]),
+            np.zeros((1, 1, 5, 5), dtype=np.uint8), CircuitFormatError, "together with pads",
+        ),
+        "conv_kernel_larger_than_input": (
+            _single("ConvInteger", TensorProto.UINT8, [1, 1, 2, 2], I32, None,
+                    [_c("w", np.ones((1, 1, 3, 3)), np.uint8)], ["w"]),
+            np.zeros((1, 1, 2, 2), dtype=np.uint8), CircuitFormatError, "larger than",
+        ),
+        "conv_negative_pads": (
+            _single("ConvInteger", TensorProto.UINT8, [1, 1, 5, 5], I32, None,
+                    [_c("w", np.ones((1, 1, 3, 3)), np.uint8)], ["w"], pads=[-1, 0, 0, 0]),
+            np.zeros((1, 1, 5, 5), dtype=np.uint8), CircuitFormatError, "none negative",
         ),
         "wrong_input_type": (
             BUILDERS["tiny_int"](), np.array([[1, 2, 3, 4]], dtype=np.int8),
@@ -229,6 +245,89 @@ def test_what_cannot_be_proven_exactly_is_refused(
 ) -> None:
     with pytest.raises(error, match=fragment):
         compile_model(_load(model), {"x": x})
+
+
+# --- sliding windows: padding, strides, dilations, against onnxruntime ---------------------------
+
+_GEOMETRY = st.fixed_dictionaries({
+    "size": st.tuples(st.integers(2, 6), st.integers(2, 6)),
+    "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "strides": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "dilations": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "pads": st.tuples(*[st.integers(0, 2)] * 4),
+    "auto_pad": st.sampled_from(["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"]),
+})  # fmt: skip
+
+
+def _window_attrs(g: dict[str, Any]) -> dict[str, Any]:
+    attrs = {"kernel_shape": list(g["kernel"]), "strides": list(g["strides"]),
+             "dilations": list(g["dilations"]), "auto_pad": g["auto_pad"]}  # fmt: skip
+    if g["auto_pad"] == "NOTSET":
+        attrs["pads"] = list(g["pads"])
+    return attrs
+
+
+def _refused_geometry(g: dict[str, Any], pool: bool) -> bool:
+    """The corners the compiler refuses (typed error), whatever onnxruntime does there:
+    dilations with SAME padding, SAME padding that would be negative (a stride larger than the
+    kernel), a kernel larger than the padded input, and for MaxPool pads not smaller than the
+    kernel."""
+    same = g["auto_pad"].startswith("SAME")
+    pads = g["pads"] if g["auto_pad"] == "NOTSET" else (0, 0, 0, 0)
+    spans = [(k - 1) * d + 1 for k, d in zip(g["kernel"], g["dilations"], strict=True)]
+    too_large = not same and any(g["size"][a] + pads[a] + pads[a + 2] < spans[a] for a in (0, 1))
+    pool_pads = pool and any(p >= k for p, k in zip(pads, g["kernel"] * 2, strict=True))
+    negative_same = same and any(
+        (-(-g["size"][a] // g["strides"][a]) - 1) * g["strides"][a] + spans[a] < g["size"][a]
+        for a in (0, 1)
+    )
+    return (same and max(g["dilations"]) > 1) or too_large or pool_pads or negative_same
+
+
+def _agrees_with_onnxruntime(
+    model: onnx.ModelProto, x: np.ndarray, g: dict[str, Any], pool: bool
+) -> None:
+    """Where the geometry is one the compiler supports, the compiled outputs equal
+    onnxruntime's and the witness holds; elsewhere compiling refuses with a typed error."""
+    if _refused_geometry(g, pool):
+        with pytest.raises(CircuitFormatError):
+            compile_model(_load(model), {"x": x})
+        return
+    [want] = _ort(model, {"x": x})
+    try:
+        compiled = compile_model(_load(model), {"x": x})
+    except CircuitFormatError as e:  # a dilated window that reads only padding
+        assert pool and "wholly in the padding" in str(e)
+        return
+    assert np.array_equal(compiled.outputs["y"], want)
+    check_witness(compiled.r1cs, compiled.witness)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(_GEOMETRY, st.integers(0, 2**32 - 1), st.integers(0, 255))
+def test_conv_windows_match_onnxruntime(g: dict[str, Any], seed: int, zx: int) -> None:
+    """ConvInteger with any strides, dilations, pads or auto_pad, and a non-zero x_zero_point
+    (onnxruntime pads with it, so a padded tap adds nothing)."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, size=(2, 2, *g["kernel"]), dtype=np.int8)
+    model = _single("ConvInteger", TensorProto.UINT8, [1, 2, *g["size"]], I32, None,
+                    [_c("w", w, np.int8), _c("zx", zx, np.uint8)], ["w", "zx"],
+                    **_window_attrs(g))  # fmt: skip
+    x = rng.integers(0, 256, size=(1, 2, *g["size"]), dtype=np.uint8)
+    _agrees_with_onnxruntime(model, x, g, pool=False)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(_GEOMETRY, st.integers(0, 2**32 - 1))
+def test_maxpool_windows_match_onnxruntime(g: dict[str, Any], seed: int) -> None:
+    """MaxPool on int8 with any strides, dilations, pads or auto_pad: padding never wins (the
+    inputs are all negative, so a padded 0 would)."""
+    model = _single("MaxPool", TensorProto.INT8, [1, 2, *g["size"]], TensorProto.INT8, None,
+                    [], [], **_window_attrs(g))  # fmt: skip
+    x = np.random.default_rng(seed).integers(-128, 0, size=(1, 2, *g["size"]), dtype=np.int8)
+    _agrees_with_onnxruntime(model, x, g, pool=True)
 
 
 def test_a_missing_input_is_refused() -> None:
