@@ -35,6 +35,7 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -196,3 +197,16 @@ def _reason(output: str) -> str:
     errors = [line for line in lines if "ERROR" in line]
     picked = (errors or lines or ["no output"])[-1]
     return picked.replace("[ERROR] snarkJS: ", "")[:300]
+
+
+def ptau_power(head: bytes) -> int | None:
+    """The power a snarkjs ptau file's header states (magic ``ptau``, version, section count,
+    then section 1: n8, the n8-byte prime q, power), or None for any other layout: snarkjs then
+    says what is wrong with the file."""
+    if len(head) < 28 or head[:4] != b"ptau":
+        return None
+    section, _, n8 = struct.unpack_from("<IQI", head, 12)
+    if section != 1 or not 0 < n8 <= 64 or len(head) < 28 + n8 + 4:
+        return None
+    power: int = struct.unpack_from("<I", head, 28 + n8)[0]
+    return power

@@ -582,7 +582,13 @@ cli.add_command(zk.zk)
 def main() -> None:
     """Console-script entry point."""
     try:
-        cli.main(prog_name="receipts")
-    except KeyboardInterrupt:
+        # Not standalone: click's own handler turns Ctrl-C into "Aborted!" and exit 1, which
+        # here means "a step failed".
+        code = cli.main(prog_name="receipts", standalone_mode=False)
+    except click.ClickException as e:  # usage errors: click's message, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
         click.echo("receipts: interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

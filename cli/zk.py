@@ -12,17 +12,28 @@ everywhere: 0 verified (or done), 1 a step failed, 2 bad usage or input.
         --output out/outputs.npz --publisher publisher.pem.pub
 
 ``receipts verify ... --circuit DIR --publisher PUB`` adds the same rung to the usual checks.
+
+Outputs appear whole or not at all and never replace anything: a ptau file or a circuit folder is
+built in a hidden staging folder beside its target and moved into place at the end (a circuit
+folder over an empty folder only), a proven receipt is written atomically, and a missing parent
+folder, an existing target or a ptau too small for the circuit is refused before the slow part.
+Setting up keys and proving verify nothing, so a file that is not another's (a ptau that is not
+the pinned ceremony's; a model, inputs or receipt that are not the circuit's) is bad input (2).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from circuits.circuit_dir import CircuitDir, attach_proof, compile_circuit, prove, ptau, setup
-from circuits.snarkjs import MAX_POWER, Snarkjs
+from circuits.manifest import CircuitInfo
+from circuits.proof_item import ProofItem
+from circuits.snarkjs import DEFAULT_TIMEOUT_S, MAX_POWER, Snarkjs, ptau_power
 from cli import render
 from cli.options import (
     circuit_folder,
@@ -35,10 +46,21 @@ from cli.options import (
     zk_policy,
 )
 from receipts import Policy, PrivateKey, PublicKey, Verifier, load_model, load_tensors
+from receipts.attachments import GROTH16_PROOF
 from receipts.digests import Digest
-from receipts.envelope import MAX_ENVELOPE_BYTES
-from receipts.files import StorageError, read_limited, write_atomic
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.errors import InputError, ReceiptsError, VerificationError
+from receipts.files import (
+    check_new_target,
+    make_folder,
+    read_head,
+    read_limited,
+    staged,
+    write_atomic,
+)
 from receipts.jsonview import report_json
+
+SLOW_POWER = 16  # above this, `zk ptau` runs for many minutes (hours near MAX_POWER)
 
 new_file = click.Path(dir_okay=False, path_type=Path)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -51,6 +73,15 @@ input_option = click.option(
 )
 output_option = click.option(
     "--output", "outputs", type=existing_any, required=True, help="Its outputs (.npz/folder)."
+)
+timeout_option = click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.IntRange(min=1),
+    default=int(DEFAULT_TIMEOUT_S),
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop a snarkjs step that runs longer than this (nothing is written).",
 )
 
 
@@ -78,9 +109,10 @@ def zk() -> None:
     help="2^N powers: enough for circuits whose `zk compile` asks for power N or less.",
 )
 @click.option("--out", type=new_file, required=True, help="The file to write (never replaced).")
+@timeout_option
 @json_option
 @click.pass_context
-def make_ptau(ctx: click.Context, power: int, out: Path, as_json: bool) -> None:
+def make_ptau(ctx: click.Context, power: int, out: Path, timeout_s: int, as_json: bool) -> None:
     """DEVELOPMENT ONLY: a single-contributor powers-of-tau file of 2^N at OUT, and its digest.
 
     One secret contribution from this machine, then a public beacon: whoever can read this
@@ -91,7 +123,16 @@ def make_ptau(ctx: click.Context, power: int, out: Path, as_json: bool) -> None:
         "machine); use a public ceremony's file for anything real",
         err=True,
     )
-    digest = ptau(power, out, Snarkjs.locate(), entropy=effects(ctx)[1](32))
+    if power > SLOW_POWER:
+        click.echo(
+            f"warning: 2^{power} takes a long time (minutes above 2^{SLOW_POWER}, hours near "
+            f"2^{MAX_POWER}) and writes about {_size(power)}; each snarkjs step is "
+            f"stopped after --timeout {timeout_s} s",
+            err=True,
+        )
+    snarkjs = Snarkjs.locate(timeout_s=timeout_s)
+    with staged(out) as staging:
+        digest = ptau(power, staging, snarkjs, entropy=effects(ctx)[1](32))
     _show(
         {"ptau": str(digest), "power": power, "wrote": f"{out} (DEVELOPMENT ONLY)"},
         as_json=as_json,
@@ -111,7 +152,10 @@ def compile_command(model: Path, out: Path, as_json: bool) -> None:
     """Compile the integer MODEL into a circuit in OUT: print its constraint count and hash.
 
     Weights are constants of the circuit, so anyone recompiling MODEL gets the same hash."""
-    info = compile_circuit(load_model(model), out)
+    loaded = load_model(model)
+    make_folder(out.parent)
+    with staged(out) as staging:
+        info = compile_circuit(loaded, staging)
     _show(
         {
             "model": str(info.model),
@@ -119,8 +163,7 @@ def compile_command(model: Path, out: Path, as_json: bool) -> None:
             "compiler": info.compiler,
             "constraints": info.constraints,
             "public_signals": info.n_public,
-            # snarkjs's rule: 2^N must exceed the constraints plus the public signals.
-            "min_ptau_power": (info.constraints + info.n_public).bit_length(),
+            "min_ptau_power": _min_power(info),
             "outputs": [t.describe() for t in info.outputs],
             "inputs": [t.describe() for t in info.inputs],
             "wrote": str(out),
@@ -138,8 +181,11 @@ def compile_command(model: Path, out: Path, as_json: bool) -> None:
 @click.option(
     "--ptau-digest",
     metavar="DIGEST",
-    help="Refuse a --ptau file whose digest is not this (sha256:..., a ceremony's).",
+    help="Refuse a --ptau file whose digest is not this: its `ptau` digest as `zk ptau` and "
+    "`zk setup` print it and manifests record it (domain-separated SHA-256, sha256:...; not "
+    "the output of sha256sum).",
 )
+@timeout_option
 @json_option
 @click.pass_context
 def setup_command(
@@ -148,6 +194,7 @@ def setup_command(
     ptau_file: Path,
     key: Path,
     ptau_digest: str | None,
+    timeout_s: int,
     as_json: bool,
 ) -> None:
     """Make CIRCUIT's Groth16 keys (one secret contribution) and its manifest signed by --key.
@@ -155,14 +202,17 @@ def setup_command(
     Verifiers pin the publisher's public key (`--publisher KEY.pub`)."""
     expected = None if ptau_digest is None else Digest.parse(ptau_digest)
     signer = PrivateKey.load(key)
-    signed = setup(
-        circuit,
-        ptau_file,
-        signer,
-        Snarkjs.locate(),
-        random_bytes=effects(ctx)[1],
-        expected_ptau=expected,
-    )
+    _check_setup_files(ptau_file, CircuitDir(circuit))
+    snarkjs = Snarkjs.locate(timeout_s=timeout_s)
+    with _prover_input():
+        signed = setup(
+            circuit,
+            ptau_file,
+            signer,
+            snarkjs,
+            random_bytes=effects(ctx)[1],
+            expected_ptau=expected,
+        )
     manifest, folder = signed.manifest, CircuitDir(circuit)
     _show(
         {
@@ -196,9 +246,16 @@ def setup_command(
     help="The receipt with the proof attached [default: RECEIPT with suffix .zk.rcpt]; "
     "never replaced.",
 )
+@timeout_option
 @json_option
 def prove_command(
-    circuit: Path, receipt: Path, model: Path, inputs: Path, out: Path | None, as_json: bool
+    circuit: Path,
+    receipt: Path,
+    model: Path,
+    inputs: Path,
+    out: Path | None,
+    timeout_s: int,
+    as_json: bool,
 ) -> None:
     """Prove that the circuit's model gives RECEIPT's outputs on its --input, and write RECEIPT
     with the proof attached to --out (the provider's signature is unchanged).
@@ -206,12 +263,15 @@ def prove_command(
     Nothing is proven for outputs the model does not give: they are recomputed and must be the
     receipt's."""
     target = out or receipt.with_suffix(".zk.rcpt")
-    if target.exists():  # checked first to save the proving; the write below refuses too
-        raise StorageError(f"{target} already exists; refusing to overwrite it")
+    check_new_target(target)  # checked first to save the proving; the write below refuses too
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
     data = read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt")
-    item = prove(circuit, loaded, arrays, data, Snarkjs.locate())
+    _not_proven(receipt, data, CircuitDir(circuit))
+    read_head(CircuitDir(circuit).zkey, 0, "proving key")
+    snarkjs = Snarkjs.locate(timeout_s=timeout_s)
+    with _prover_input():
+        item = prove(circuit, loaded, arrays, data, snarkjs)
     write_atomic(target, attach_proof(data, item), replace=False)
     _show({"attached": item.describe(), "wrote": str(target)}, as_json=as_json)
 
@@ -267,3 +327,64 @@ def verify_command(
         provider_warning()
     if not report:
         ctx.exit(report_exit_code(report))
+
+
+# --- checks made before the slow part, and outputs that appear whole -------------------------
+
+
+@contextmanager
+def _prover_input() -> Iterator[None]:
+    """Setting up keys and proving verify nothing: a file that is not another's (a ptau that is
+    not the pinned ceremony's; a model, inputs or receipt that are not the circuit's or each
+    other's; a receipt whose signature does not hold) is bad input, exit 2, not a failed
+    verification."""
+    try:
+        yield
+    except VerificationError as e:
+        raise InputError(str(e), details=e.details) from e
+
+
+def _min_power(info: CircuitInfo) -> int:
+    """snarkjs's rule: 2^N must exceed the constraints plus the public signals."""
+    return (info.constraints + info.n_public).bit_length()
+
+
+def _check_setup_files(path: Path, folder: CircuitDir) -> None:
+    """Refuse, before any hashing or snarkjs run, a ptau or .r1cs that is not a regular file
+    (a device or a pipe would be read forever) or a ptau whose header states fewer powers than
+    the circuit needs."""
+    head = read_head(path, 128, "powers of tau")
+    have, info = ptau_power(head), folder.read_info()
+    need = _min_power(info)
+    if have is not None and have < need:
+        raise InputError(
+            f"{path} holds 2^{have} powers of tau; {folder.path} ({info.constraints} "
+            f"constraints, {info.n_public} public signals) needs 2^{need} or more"
+        )
+    read_head(folder.r1cs, 0, "circuit")
+
+
+def _not_proven(path: Path, receipt: bytes, folder: CircuitDir) -> None:
+    """Refuse a receipt that already carries a proof under this circuit's manifest (a proof
+    under another manifest may sit beside it: the rung accepts any one that holds)."""
+    try:
+        envelope = Envelope.from_bytes(receipt)
+    except ReceiptsError as e:
+        raise type(e)(f"{path}: {e}", details=e.details) from e
+    manifest = folder.read_manifest().id
+    for item in envelope.attachments:
+        if item.type != GROTH16_PROOF:
+            continue
+        try:
+            named = ProofItem.from_attachment(item).manifest
+        except ReceiptsError:
+            continue  # not one this circuit made; the rung reports it
+        if named == manifest:
+            raise InputError(
+                f"{path} already carries a proof under this circuit's manifest {manifest}"
+            )
+
+
+def _size(power: int) -> str:
+    """About what a prepared 2^``power`` file takes on disk (1 KiB a power, as pot7 shows)."""
+    return f"{1 << (power - 20)} GiB" if power >= 20 else f"{1 << (power - 10)} MiB"

@@ -5,14 +5,18 @@ and then moved into place, so a crash or a full disk never leaves half a file be
 
     write_atomic(Path("out/receipt.rcpt"), data)            # replaces an older file whole
     write_new_file(Path("key.pem"), pem, mode=0o600)        # refuses to replace anything
+    with staged(Path("circuit")) as folder: build(folder)    # a folder, whole or not at all
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,18 +33,24 @@ def read_limited(path: Path, limit: int, what: str = "file") -> bytes:
     Raises ``InputError`` for a missing or unreadable file or a non-regular one, ``LimitError``
     (reading at most ``limit + 1`` bytes to find out) for a larger one.
     """
+    data = read_head(path, limit + 1, what)
+    if len(data) > limit:
+        raise LimitError(f"{path}: {what} larger than the limit of {limit} bytes")
+    return data
+
+
+def read_head(path: Path, size: int, what: str = "file") -> bytes:
+    """The first ``size`` bytes (``0``: none, only the checks) of the regular file at ``path``;
+    never blocks on a pipe or device, which it refuses (``InputError``)."""
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat could refuse it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InputError(f"{path}: not a regular file")
-            data = f.read(limit + 1)
+            return f.read(size)
     except OSError as e:
         raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
-    if len(data) > limit:
-        raise LimitError(f"{path}: {what} larger than the limit of {limit} bytes")
-    return data
 
 
 Content = bytes | Callable[[BinaryIO], None]
@@ -108,9 +118,67 @@ def write_new_file(path: Path, data: bytes, *, mode: int) -> None:
 
 
 def _sync_folder(folder: Path) -> None:
-    """Make the new directory entry durable (the file's bytes were synced before the rename)."""
+    """Make the new directory entry durable (the file's bytes were synced before the rename);
+    on a file, its bytes."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- outputs built elsewhere (a tool writes them) and moved into place whole -----------------
+
+
+def check_new_target(target: Path, *, empty_folder: bool = False) -> None:
+    """Refuse (``StorageError``) a target that exists (an empty folder too unless
+    ``empty_folder``: a folder output may take its place) or whose folder does not: checked
+    before slow work whose result could not be written."""
+    if empty_folder and target.is_dir() and not any(target.iterdir()):
+        return
+    if target.exists() or target.is_symlink():
+        raise StorageError(f"{target} already exists; refusing to overwrite it")
+    if not target.parent.is_dir():
+        why = "is not a folder" if target.parent.exists() else "does not exist"
+        raise StorageError(f"cannot write {target}: {target.parent} {why}")
+
+
+def make_folder(folder: Path) -> None:
+    """``folder`` and its parents (``StorageError`` if that cannot be done)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot create {folder}: {e.strerror or e}") from e
+
+
+@contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A path to build ``target`` at (a file or a folder, by code that writes it its own way),
+    in a hidden staging folder beside it; moved into place when the block ends without error,
+    a file by hard link, a folder by rename over nothing or an empty folder, so nothing is ever
+    replaced. On any error or Ctrl-C the staging folder is removed and ``target`` is untouched.
+    Files in a staged folder must be synced by whoever wrote them; a staged file is synced
+    here."""
+    check_new_target(target, empty_folder=True)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as e:
+        raise StorageError(f"cannot write in {target.parent}: {e.strerror or e}") from e
+    try:
+        built = staging / target.name
+        yield built
+        try:
+            if built.is_dir():
+                built.rename(target)  # fails over a file or a folder that is not empty
+            else:
+                _sync_folder(built)  # tools (snarkjs) do not sync what they write
+                os.link(built, target)  # fails over anything
+        except FileExistsError as e:
+            raise StorageError(f"{target} already exists; refusing to overwrite it") from e
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.ENOTDIR):
+                raise StorageError(f"{target} already exists; refusing to overwrite it") from e
+            raise StorageError(f"cannot write {target}: {e.strerror or e}") from e
+        _sync_folder(target.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

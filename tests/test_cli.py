@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from onnx import numpy_helper
 
-from cli.main import cli
+from cli.main import cli, main
 from receipts import Envelope, PrivateKey, Provider, Receipt, load_model_bytes
 from receipts.envelope import RECEIPT_PAYLOAD_TYPE
 from tests.conftest import FIXTURES
@@ -316,3 +316,37 @@ def test_terminal_control_characters_in_names_are_escaped(tmp_path: Path) -> Non
     assert result.exit_code == 0
     assert "\x1b" not in result.stdout
     assert "\\x1b[2J" in result.stdout
+
+
+# --- the entry point's exit codes -------------------------------------------------------------
+
+
+def _exit_code(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr("sys.argv", ["receipts", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return int(exited.value.code or 0)
+
+
+def test_ctrl_c_exits_130_not_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 means "a step failed": an interrupted command must not look like a failed
+    verification (click's standalone handler exits 1 with "Aborted!")."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cli.main.load_model", interrupted)
+    assert _exit_code(["digest", str(FIXTURES / "models" / "mlp.onnx")], monkeypatch) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["--help"], 0), (["no-such-command"], 2), (["verify"], 2), (["keygen", "--bogus"], 2)],
+)
+def test_the_entry_point_keeps_clicks_exit_codes(
+    argv: list[str], code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _exit_code(argv, monkeypatch) == code

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from receipts.errors import InputError
-from receipts.files import StorageError, write_atomic, write_new_file
+from receipts.files import (
+    StorageError,
+    check_new_target,
+    read_head,
+    staged,
+    write_atomic,
+    write_new_file,
+)
 
 
 def names_in(folder: Path) -> list[str]:
@@ -148,3 +155,67 @@ def test_a_read_only_folder_is_a_storage_error(tmp_path: Path) -> None:
     finally:
         folder.chmod(0o700)
     assert names_in(folder) == []
+
+
+# --- staged outputs: built by other code, moved into place whole -------------------------------
+
+
+def test_a_staged_file_appears_whole_and_leaves_no_staging(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with staged(target) as path:
+        path.write_bytes(b"made by a tool")
+        assert not target.exists()
+    assert target.read_bytes() == b"made by a tool"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_a_staged_folder_may_take_an_empty_folders_place(tmp_path: Path) -> None:
+    target = tmp_path / "circuit"
+    target.mkdir()
+    with staged(target) as path:
+        path.mkdir()
+        (path / "a").write_bytes(b"1")
+    assert (target / "a").read_bytes() == b"1"
+    assert os.listdir(tmp_path) == ["circuit"]
+
+
+@pytest.mark.parametrize("existing", ["file", "folder with a file"])
+def test_staged_never_replaces_anything(tmp_path: Path, existing: str) -> None:
+    target = tmp_path / "out"
+    if existing == "file":
+        target.write_bytes(b"keep")
+    else:
+        target.mkdir()
+        (target / "keep").write_bytes(b"keep")
+    with pytest.raises(StorageError, match="already exists"), staged(target):
+        pass
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_a_target_that_appears_while_staging_is_not_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with pytest.raises(StorageError, match="already exists"), staged(target) as path:
+        path.write_bytes(b"new")
+        target.write_bytes(b"raced")
+    assert target.read_bytes() == b"raced"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_an_error_while_staging_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with pytest.raises(KeyboardInterrupt), staged(target) as path:
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_target_in_a_missing_folder_is_refused_before_the_work(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        check_new_target(tmp_path / "missing" / "out.bin")
+
+
+def test_read_head_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_head(fifo, 16)

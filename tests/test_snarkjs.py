@@ -131,3 +131,11 @@ def test_snarkjs_verify_answers_true_and_false(snarkjs: Snarkjs, tmp_path: Path)
     assert not snarkjs.verify(vkey, tmp_path / "public.json", proof)
     (tmp_path / "garbage.json").write_text("{")
     assert not snarkjs.verify(tmp_path / "garbage.json", folder / "public.json", proof)
+
+
+def test_the_ptau_header_states_its_power(tmp_path: Path) -> None:
+    head = (FIXTURES / "zk" / "pot4_beacon.ptau").read_bytes()[:128]
+    assert driver.ptau_power(head) == 4
+    assert driver.ptau_power(b"ptau" + bytes(124)) is None  # section 0: not a layout it knows
+    assert driver.ptau_power(b"zkey" + head[4:]) is None
+    assert driver.ptau_power(head[:20]) is None

@@ -9,9 +9,12 @@ tests/test_zk_rung.py), one setup and one proof per run; ``zk ptau`` itself make
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,25 +207,6 @@ def test_a_receipt_without_a_proof_is_refused(world: World) -> None:
     assert "FAIL  18 attachment: no groth16-bn254 v1 proof is attached" in result.output
 
 
-def test_a_ptau_digest_mismatch_is_refused_before_any_key_is_made(
-    world: World, tmp_path: Path
-) -> None:
-    # A well-formed file that is not the pinned ceremony's: a digest mismatch, exit 1 (as for a
-    # model or tensors that are not a receipt's), not bad input.
-    circuit = _compiled(world, tmp_path)
-    result = invoke(
-        "zk", "setup", circuit, "--ptau", world.ptau, "--key", PUBLISHER,
-        "--ptau-digest", "sha256:" + "00" * 32,
-    )  # fmt: skip
-    assert result.exit_code == 1
-    expected = (
-        f"receipts: error: powers of tau {world.ptau} is {file_digest(PTAU, world.ptau)}, "
-        f"not the expected sha256:{'00' * 32}"
-    )
-    assert _error_lines(result) == [expected]
-    assert not CircuitDir(circuit).zkey.exists()
-
-
 def test_ptau_makes_a_development_file_and_prints_its_digest(world: World) -> None:
     assert json.loads(world.made_ptau.stdout)["ptau"] == str(file_digest(PTAU, world.small_ptau))
     assert "WARNING: making a DEVELOPMENT powers-of-tau file" in world.made_ptau.stderr
@@ -369,7 +353,11 @@ BAD: dict[str, tuple[Make, str]] = {
         lambda w, t: _setup(_compiled(w, t), _garbage(t)), "snarkjs groth16 setup failed",
     ),
     "setup_with_a_ptau_too_small": (
-        lambda w, t: _setup(_compiled(w, t), w.small_ptau), "snarkjs groth16 setup failed",
+        lambda w, t: _setup(_compiled(w, t), w.small_ptau),
+        "pot3.ptau holds 2^3 powers of tau; ",  # the rest names the power needed (test below)
+    ),
+    "setup_with_a_ptau_that_is_a_folder": (
+        lambda w, t: _setup(_compiled(w, t), t), "is a directory",
     ),
     "setup_with_a_ptau_digest_not_a_digest": (
         lambda w, t: _setup(_compiled(w, t), w.ptau, "--ptau-digest", "sha256:xyz"),
@@ -380,6 +368,19 @@ BAD: dict[str, tuple[Make, str]] = {
         lambda w, t: _prove(w, w.circuit, "--out", w.receipt), "already exists",
     ),
     "prove_into_the_default_again": (lambda w, t: _prove(w, w.circuit), "already exists"),
+    "prove_into_a_missing_folder": (
+        lambda w, t: _prove(w, w.circuit, "--out", t / "missing" / "r.rcpt"),
+        "missing does not exist",
+    ),
+    "prove_a_garbage_receipt": (
+        lambda w, t: ["zk", "prove", w.circuit, _garbage(t), "--model", w.model,
+                      "--input", w.inputs, "--out", t / "r.rcpt"],
+        "garbage.bin: ",
+    ),
+    "ptau_into_a_missing_folder": (
+        lambda w, t: ["zk", "ptau", "--power", "3", "--out", t / "missing" / "p.ptau"],
+        "missing does not exist",
+    ),
     "prove_with_inputs_of_another_shape": (
         lambda w, t: ["zk", "prove", w.circuit, w.receipt, "--model", w.model,
                       "--input", _npz(t, x=np.zeros((1, 5), np.uint8)), "--out", t / "r.rcpt"],
@@ -427,3 +428,207 @@ def test_bad_input_exits_2_with_one_line(world: World, tmp_path: Path, name: str
     assert fragment in result.output
     if "REFUSE" not in fragment:  # a report's refusal is a table; errors are one line
         assert len(_error_lines(result)) == 1, result.stderr
+
+
+# --- review of the command line: refusals before the slow part, outputs whole or not at all ----
+
+
+def _one_error(result: Result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert [fragment in line for line in _error_lines(result)] == [True], result.stderr
+
+
+def test_a_ptau_digest_mismatch_is_bad_input_refused_before_any_key_is_made(
+    world: World, tmp_path: Path
+) -> None:
+    # Setting up keys verifies nothing: a ptau that is not the pinned ceremony's is bad input.
+    circuit = _compiled(world, tmp_path)
+    result = invoke(*_setup(circuit, world.ptau, "--ptau-digest", "sha256:" + "00" * 32))
+    expected = (
+        f"receipts: error: powers of tau {world.ptau} is {file_digest(PTAU, world.ptau)}, "
+        f"not the expected sha256:{'00' * 32}"
+    )
+    assert result.exit_code == 2
+    assert _error_lines(result) == [expected]
+    assert sorted(p.name for p in circuit.iterdir()) == ["circuit.info", "circuit.r1cs"]
+
+
+def test_a_ptau_too_small_names_the_power_the_circuit_needs(world: World, tmp_path: Path) -> None:
+    circuit = _compiled(world, tmp_path)
+    result = invoke(*_setup(circuit, world.small_ptau))
+    _one_error(
+        result,
+        f"{world.small_ptau} holds 2^3 powers of tau; {circuit} (68 constraints, 2 public "
+        "signals) needs 2^7 or more",
+    )
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_ptau_that_is_not_a_regular_file_is_refused_without_reading_it(
+    world: World, tmp_path: Path, kind: str
+) -> None:
+    # Hashing /dev/zero or a pipe with no writer never ends: a subprocess, so a hang fails.
+    circuit = _compiled(world, tmp_path)
+    ptau = Path("/dev/zero")
+    if kind == "fifo":
+        ptau = tmp_path / "fifo.ptau"
+        os.mkfifo(ptau)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, _setup(circuit, ptau))],
+        capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"receipts: error: {ptau}: not a regular file"
+
+
+def test_prove_refuses_files_that_are_not_the_receipts_as_bad_input(
+    world: World, tmp_path: Path
+) -> None:
+    # Proving verifies nothing: other inputs, another model or a tampered receipt are bad input
+    # (2), refused before snarkjs runs and with nothing written.
+    other = _npz(tmp_path, x=np.array([[9, 8, 7, 6]], np.uint8))
+    signed = Envelope.from_bytes(world.receipt.read_bytes())
+    forged = tmp_path / "forged.rcpt"  # the payload signed by a key that is not the signer's
+    forged.write_bytes(
+        replace(
+            signed, signature=replace(signed.signature, sig=bytes(len(signed.signature.sig)))
+        ).to_bytes()
+    )
+    w, out = world, tmp_path / "r.rcpt"
+    cases = [
+        (["zk", "prove", w.circuit, w.receipt, "--model", w.model, "--input", other,
+          "--out", out], "the inputs are not the receipt's"),
+        (["zk", "prove", w.circuit, w.receipt, "--model", _float_model(tmp_path),
+          "--input", w.inputs, "--out", out], f"the circuit in {w.circuit} is for"),
+        (["zk", "prove", w.circuit, forged, "--model", w.model, "--input", w.inputs,
+          "--out", out], "signature"),
+    ]  # fmt: skip
+    for args, fragment in cases:
+        _one_error(invoke(*args), fragment)
+        assert not out.exists()
+
+
+def test_prove_refuses_a_receipt_that_already_carries_this_circuits_proof(
+    world: World, tmp_path: Path
+) -> None:
+    out = tmp_path / "twice.rcpt"
+    result = invoke(
+        "zk", "prove", world.circuit, world.proven, "--model", world.model,
+        "--input", world.inputs, "--out", out,
+    )  # fmt: skip
+    manifest = CircuitDir(world.circuit).read_manifest().id
+    _one_error(result, f"{world.proven} already carries a proof under this circuit's manifest")
+    assert str(manifest) in result.stderr
+    assert not out.exists()
+
+
+def test_compile_never_half_fills_a_folder_that_holds_a_file_already(
+    world: World, tmp_path: Path
+) -> None:
+    # Before: circuit.r1cs was linked in, then circuit.info refused, leaving a mismatched pair.
+    folder = tmp_path / "stale.circuit"
+    folder.mkdir()
+    (folder / "circuit.info").write_bytes(b"another model's info")
+    result = invoke("zk", "compile", world.model, "--out", folder)
+    _one_error(result, f"{folder} already exists; refusing to overwrite it")
+    assert [p.name for p in folder.iterdir()] == ["circuit.info"]
+    assert (folder / "circuit.info").read_bytes() == b"another model's info"
+    assert [p.name for p in tmp_path.iterdir()] == ["stale.circuit"]  # no staging left
+
+
+def test_compile_fills_an_empty_folder_or_makes_a_new_one(world: World, tmp_path: Path) -> None:
+    empty, nested = tmp_path / "empty", tmp_path / "a" / "b" / "c"
+    empty.mkdir()
+    for folder in (empty, nested):
+        view = json.loads(_ok("zk", "compile", world.model, "--out", folder, "--json"))
+        assert view["wrote"] == str(folder)
+        assert sorted(p.name for p in folder.iterdir()) == ["circuit.info", "circuit.r1cs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty"]
+
+
+def test_an_interrupted_compile_leaves_nothing(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(model: object, out: Path) -> None:
+        out.mkdir()
+        (out / "circuit.r1cs").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cli.zk.compile_circuit", interrupted)
+    invoke("zk", "compile", world.model, "--out", tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ptau_never_replaces_a_file_that_appears_while_it_runs(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "p.ptau"
+
+    def racing(power: int, path: Path, snarkjs: object, *, entropy: bytes) -> object:
+        out.write_bytes(b"someone else's")  # made while snarkjs ran (minutes, at real sizes)
+        path.write_bytes(b"ours")
+        return file_digest(PTAU, path)
+
+    monkeypatch.setattr("cli.zk.ptau", racing)
+    result = invoke("zk", "ptau", "--power", "3", "--out", out)
+    _one_error(result, f"{out} already exists; refusing to overwrite it")
+    assert out.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.ptau"]
+
+
+def _fake_node(tmp: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``node`` first on PATH that runs ``script`` instead of snarkjs."""
+    folder = tmp / "bin"
+    folder.mkdir()
+    node = folder / "node"
+    node.write_text(f"#!/bin/sh\n{script}\n")
+    node.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_a_hanging_snarkjs_is_stopped_after_the_timeout_and_nothing_is_written(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_node(tmp_path, "exec sleep 60", monkeypatch)
+    out, ptau = tmp_path / "r.rcpt", tmp_path / "p.ptau"
+    _one_error(
+        invoke(*_prove(world, world.circuit, "--out", out, "--timeout", "1")),
+        "snarkjs groth16 timed out after 1 s",
+    )
+    _one_error(
+        invoke("zk", "ptau", "--power", "3", "--out", ptau, "--timeout", "1"),
+        "snarkjs powersoftau timed out after 1 s",
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["bin"]
+
+
+def test_a_missing_node_is_bad_input(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "r.rcpt"
+    _one_error(invoke(*_prove(world, world.circuit, "--out", out)), "node is not installed")
+    assert not out.exists()
+
+
+def test_a_large_ptau_power_warns_about_time_and_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_node(tmp_path, "echo '[ERROR] snarkJS: stopped by the test'; exit 1", monkeypatch)
+    result = invoke("zk", "ptau", "--power", "24", "--out", tmp_path / "p.ptau")
+    assert result.exit_code == 2
+    assert "2^24 takes a long time" in result.stderr
+    assert "writes about 16 GiB" in result.stderr
+    assert not (tmp_path / "p.ptau").exists()
+
+
+def test_setup_and_prove_json_is_valid_json(world: World, tmp_path: Path) -> None:
+    circuit = _compiled(world, tmp_path)
+    made = invoke(*_setup(circuit, world.ptau, "--json"))
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["manifest"] == str(CircuitDir(circuit).read_manifest().id)
+    out = tmp_path / "r.rcpt"
+    proved = invoke(*_prove(world, circuit, "--out", out, "--json"))
+    assert proved.exit_code == 0, proved.output
+    assert json.loads(proved.stdout)["wrote"] == str(out)
