@@ -21,6 +21,8 @@ procedure, numbered once (reports, errors and tests use these step names):
                 e(-A, B) * e(alpha, beta) * e(vk_x, gamma) * e(C, delta) == 1, as one product
                 of Miller loops and a single final exponentiation
 
+Values built in Python are held to (1)'s types when constructed: ``Proof`` and
+``VerificationKey`` coordinates are ints in tuples, and public signals a list or tuple of ints.
 Step (1) raises ``CircuitFormatError`` or ``LimitError`` (nothing was verified); steps (2)-(5)
 raise ``ZkProofError`` naming the step. ``verify_proof`` raises; ``check_proof`` reports.
 Stricter than ``snarkjs groth16 verify``, which ignores ``nPublic`` and the protocol name, reduces
@@ -68,8 +70,6 @@ MAX_PUBLIC = 1 << 14  # each public signal costs one G1 multiplication (~5 ms) t
 MAX_DIGITS = 78  # 2^256 has 78 decimal digits
 MAX_DEPTH = 8  # snarkjs's deepest value (vk_alphabeta_12) nests 4 levels
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
-# A string (to its closing quote or the end of the text: never a failed match, so linear) or a
-# bracket; brackets inside strings are skipped with their string.
 _VK_FIELDS = {"protocol", "curve", "nPublic", "vk_alpha_1", "vk_beta_2", "vk_gamma_2",
               "vk_delta_2", "IC"}  # fmt: skip
 _VK_OPTIONAL = {"vk_alphabeta_12"}  # e(alpha, beta), precomputed: ignored, never trusted
@@ -91,8 +91,16 @@ class VerificationKey:
     ic: tuple[G1, ...]
 
     def __post_init__(self) -> None:
+        _is_g1(self.alpha1, "vk_alpha_1")
+        for name, point in (("vk_beta_2", self.beta2), ("vk_gamma_2", self.gamma2),
+                            ("vk_delta_2", self.delta2)):  # fmt: skip
+            _is_g2(point, name)
+        if not isinstance(self.ic, tuple):
+            raise CircuitFormatError("a verification key's IC is a tuple of G1 points")
         if not 1 <= len(self.ic) <= MAX_PUBLIC + 1:
             raise LimitError(f"a verification key has 1..{MAX_PUBLIC + 1} IC points")
+        for index, ic in enumerate(self.ic):
+            _is_g1(ic, f"IC[{index}]")
 
     @property
     def n_public(self) -> int:
@@ -107,6 +115,11 @@ class Proof:
     b: G2
     c: G1
 
+    def __post_init__(self) -> None:
+        _is_g1(self.a, "pi_a")
+        _is_g2(self.b, "pi_b")
+        _is_g1(self.c, "pi_c")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProofReport:
@@ -120,6 +133,26 @@ class ProofReport:
     @property
     def failed(self) -> StepResult | None:
         return next((s for s in self.steps if s.status is Status.FAILED), None)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_g1(value: object, what: str) -> None:
+    """A value built in Python rather than read holds the types the steps compute with: a
+    coordinate of another type would raise TypeError inside py_ecc (or, as a list, in the
+    subgroup cache) instead of a typed error. Ranges are step (2)'s."""
+    if not (isinstance(value, tuple) and len(value) == 2 and all(map(_is_int, value))):
+        raise CircuitFormatError(f"{what}: not an affine G1 point (a tuple of two ints)")
+
+
+def _is_g2(value: object, what: str) -> None:
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise CircuitFormatError(f"{what}: not an affine G2 point (two tuples of two ints)")
+    for fp2 in value:
+        if not (isinstance(fp2, tuple) and len(fp2) == 2 and all(map(_is_int, fp2))):
+            raise CircuitFormatError(f"{what}: not an affine G2 point (two tuples of two ints)")
 
 
 # --- (1) shape: the readers ------------------------------------------------------------------
@@ -315,19 +348,23 @@ _CHECKS: tuple[tuple[str, Callable[[VerificationKey, Proof, Sequence[int]], None
 )
 
 
-def _fits(vk: VerificationKey, public: Sequence[int]) -> None:
-    """The last part of (1): as many public signals as the key expects."""
+def _fits(vk: VerificationKey, public: object) -> tuple[int, ...]:
+    """The last part of (1): a sequence of ints (signals given in Python, not read by
+    ``read_public``, may be anything), as many as the key expects."""
+    if not isinstance(public, list | tuple) or not all(map(_is_int, public)):
+        raise CircuitFormatError("public signals: not a list or tuple of ints")
     if len(public) != vk.n_public:
         raise CircuitFormatError(
             f"{len(public)} public signal(s) for a verification key of {vk.n_public}"
         )
+    return tuple(public)
 
 
 def verify_proof(vk: VerificationKey, proof: Proof, public: Sequence[int]) -> Proof:
     """Steps (2)-(5) (and the signal count of (1)): the proof, or the step's typed error."""
-    _fits(vk, public)
+    signals = _fits(vk, public)
     for _, check in _CHECKS:
-        check(vk, proof, public)
+        check(vk, proof, signals)
     return proof
 
 
@@ -344,9 +381,8 @@ def check_proof(
     def shape() -> None:
         key = vk if isinstance(vk, VerificationKey) else read_verification_key(vk)
         parsed = proof if isinstance(proof, Proof) else read_proof(proof)
-        signals = read_public(public) if isinstance(public, bytes | str) else tuple(public)
-        _fits(key, signals)
-        read.append((key, parsed, signals))
+        signals = read_public(public) if isinstance(public, bytes | str) else public
+        read.append((key, parsed, _fits(key, signals)))
 
     passed = steps.run("shape", shape)
     for name, check in _CHECKS:

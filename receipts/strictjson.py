@@ -32,7 +32,11 @@ def load(
     error: type[MalformedError] = MalformedError,
 ) -> Any:
     """The JSON value of ``data``, or ``error`` (``LimitError`` over ``limit`` bytes)."""
-    if len(data) > limit:
+    # A character is at least one byte: a text over the limit in characters is over it in
+    # bytes, and one under it is measured as the UTF-8 it stands for.
+    if len(data) > limit or (
+        isinstance(data, str) and len(data.encode("utf-8", "surrogatepass")) > limit
+    ):
         raise LimitError(f"{what}: larger than the limit of {limit} bytes")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,14 +20,24 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from py_ecc.fields import optimized_bn128_FQ as FQ
 from py_ecc.fields import optimized_bn128_FQ2 as FQ2
-from py_ecc.optimized_bn128.optimized_curve import b2, curve_order, is_inf, is_on_curve, multiply
+from py_ecc.optimized_bn128.optimized_curve import (
+    b2,
+    curve_order,
+    is_inf,
+    is_on_curve,
+    multiply,
+    normalize,
+)
 
 from circuits.groth16 import (
     MAX_JSON_BYTES,
     MAX_PUBLIC,
     STEPS,
+    Proof,
     Q,
+    VerificationKey,
     check_proof,
     read_proof,
     read_public,
@@ -166,6 +177,28 @@ def _bump(value: str, by: int = 1, modulus: int = Q) -> str:
     return str((int(value) + by) % modulus)
 
 
+def _times_g1(point: Json, k: int) -> Json:
+    x, y = normalize(multiply((FQ(int(point[0])), FQ(int(point[1])), FQ.one()), k))
+    return [str(x.n), str(y.n), "1"]
+
+
+def _times_g2(point: Json, k: int) -> Json:
+    jacobian = (FQ2([int(c) for c in point[0]]), FQ2([int(c) for c in point[1]]), FQ2.one())
+    x, y = normalize(multiply(jacobian, k))
+    return [[str(c) for c in x.coeffs], [str(c) for c in y.coeffs], ["1", "0"]]
+
+
+def _rescale(k: int) -> Callable[[Json, Json, Json], None]:
+    """(kA, B/k, C) is another valid proof of the same statement: Groth16 proofs are malleable,
+    so a verifier must accept it (snarkjs does)."""
+
+    def mutate(_vk_: Json, proof: Json, _public_: Json) -> None:
+        proof["pi_a"] = _times_g1(proof["pi_a"], k)
+        proof["pi_b"] = _times_g2(proof["pi_b"], pow(k, -1, P))
+
+    return mutate
+
+
 # --- the differential table --------------------------------------------------------------------
 
 Mutation = Callable[[Json, Json, Json], None]  # edits (vk, proof, public) in place
@@ -209,6 +242,25 @@ def _other_key(vk: Json, _proof_: Json, _public_: Json) -> None:
 def _drop_ic(vk: Json, _proof_: Json, _public_: Json) -> None:
     vk["IC"].pop()
     vk["nPublic"] = len(vk["IC"]) - 1
+
+
+def _extra_ic(vk: Json, _proof_: Json, _public_: Json) -> None:
+    vk["IC"].append(vk["IC"][1])
+    vk["nPublic"] = len(vk["IC"]) - 1
+
+
+def _extra_ic_and_zero_signal(vk: Json, proof: Json, public: Json) -> None:
+    # The extra IC point is multiplied by 0: the same vk_x, so the proof still verifies (the
+    # verification key's digest in the manifest, not this check, fixes the circuit).
+    _extra_ic(vk, proof, public)
+    public.append("0")
+
+
+def _drop_field(target: int, key: str) -> Mutation:
+    def mutate(*material: Json) -> None:
+        material[target].pop(key)
+
+    return mutate
 
 
 def _signal(index: int, value: Callable[[str], str]) -> Mutation:
@@ -266,6 +318,40 @@ DIFFERENTIAL: list[tuple[str, Mutation | None, str | None]] = [
     ("vk_of_another_circuit", _other_key, "pairing"),
     ("vk_curve_bls12381", _vk("curve", value=lambda _c: "bls12381"), "shape"),
     ("proof_coordinate_as_number", _proof("pi_a", 0, value=int), "shape"),
+    # valid proofs that are not the committed bytes: refusing them would refuse a valid proof
+    ("a_times_5_and_b_over_5", _rescale(5), None),
+    ("a_and_b_negated", _rescale(-1 % P), None),
+    ("vk_alphabeta_12_removed", _drop_field(0, "vk_alphabeta_12"), None),
+    ("vk_alphabeta_12_wrong", _vk("vk_alphabeta_12", value=lambda _v: [[["1", "2"]]]), None),
+    ("proof_curve_removed", _drop_field(1, "curve"), None),
+    ("vk_extra_ic_and_zero_signal", _extra_ic_and_zero_signal, None),
+    # more tampering
+    ("pi_b_negated", _proof("pi_b", value=lambda p: _times_g2(p, -1 % P)), "pairing"),
+    ("pi_c_doubled", _proof("pi_c", value=lambda p: _times_g1(p, 2)), "pairing"),
+    ("pi_c_is_pi_a", lambda _v, proof, _p: proof.update(pi_c=proof["pi_a"]), "pairing"),
+    ("pi_b_x_and_y_swapped", _proof("pi_b", value=lambda p: [p[1], p[0], p[2]]), "curve"),
+    ("pi_a_at_infinity_jacobian", _proof("pi_a", value=lambda _p: ["1", "1", "0"]), "shape"),
+    ("pi_c_at_infinity", _proof("pi_c", value=lambda _p: ["0", "1", "0"]), "shape"),
+    (
+        "pi_b_at_infinity",
+        _proof("pi_b", value=lambda _p: [["0", "0"], ["1", "0"], ["0", "0"]]),
+        "shape",
+    ),
+    ("pi_b_z_one_coordinate", _proof("pi_b", 2, value=lambda _z: ["1"]), "shape"),
+    ("vk_ic_0_at_infinity", _vk("IC", 0, value=lambda _p: ["0", "1", "0"]), "shape"),
+    ("vk_gamma_is_delta", lambda vk, _p, _s: vk.update(vk_gamma_2=vk["vk_delta_2"]), "pairing"),
+    ("public_0_is_r_minus_1", _signal(0, lambda _s: str(P - 1)), "pairing"),
+    ("public_0_is_0", _signal(0, lambda _s: "0"), "pairing"),
+    ("public_1_negative", _signal(1, lambda s: "-" + s), "shape"),
+    ("public_1_minus_r", _signal(1, lambda s: str(int(s) - P)), "shape"),
+    ("public_0_plus_sign", _signal(0, lambda s: "+" + s), "shape"),
+    ("public_0_leading_space", _signal(0, lambda s: " " + s), "shape"),
+    ("public_0_trailing_space", _signal(0, lambda s: s + " "), "shape"),
+    ("public_0_exponent", _signal(0, lambda _s: "1.2e1"), "shape"),
+    ("public_0_empty", _signal(0, lambda _s: ""), "shape"),
+    ("public_0_arabic_digits", _signal(0, lambda _s: "\u0661\u0662"), "shape"),
+    ("public_0_bool", _public(lambda p: p.__setitem__(0, True)), "shape"),
+    ("public_0_null", _public(lambda p: p.__setitem__(0, None)), "shape"),
 ]
 
 
@@ -317,7 +403,15 @@ STRICTER_THAN_SNARKJS: list[tuple[str, Mutation]] = [
     ("public_leading_zero", _signal(0, lambda s: "0" + s)),
     ("public_hex", _signal(0, lambda s: hex(int(s)))),
     ("vk_npublic_3_with_2_signals", _vk("nPublic", value=lambda _n: 3)),
+    ("vk_unused_extra_ic_point", _extra_ic),
+    ("vk_npublic_missing", _drop_field(0, "nPublic")),
+    ("vk_protocol_missing", _drop_field(0, "protocol")),
+    ("vk_curve_bn254", _vk("curve", value=lambda _c: "bn254")),
     ("proof_protocol_plonk", _proof("protocol", value=lambda _p: "plonk")),
+    ("proof_protocol_missing", _drop_field(1, "protocol")),
+    ("pi_a_two_coordinates", _proof("pi_a", value=lambda p: p[:2])),
+    ("pi_a_fourth_coordinate", _proof("pi_a", value=lambda p: [*p, "5"])),
+    ("pi_b_two_coordinates", _proof("pi_b", value=lambda p: p[:2])),
 ]
 
 
@@ -332,6 +426,23 @@ def test_encodings_snarkjs_accepts_and_we_refuse(
     ours, theirs, failed = _verdicts(snarkjs, tmp_path, mutate)
     assert theirs and not ours
     assert failed in ("shape", "field")
+
+
+@needs_snarkjs
+@pytest.mark.slow
+def test_a_duplicate_key_snarkjs_resolves_to_its_last_value_is_refused(
+    snarkjs: Snarkjs, tmp_path: Path
+) -> None:
+    # JSON.parse keeps the last "pi_a"; a reader that kept the first would judge another proof.
+    vk, proof, public = _material()
+    vk_path, proof_path, public_path = _write(tmp_path, vk, proof, public)
+    bogus = json.dumps(["1", "2", "1"])
+    text = proof_path.read_text().replace('"pi_a": ', f'"pi_a": {bogus}, "pi_a": ', 1)
+    proof_path.write_text(text)
+    assert snarkjs.verify(vk_path, public_path, proof_path)
+    report = check_proof(vk_path.read_bytes(), proof_path.read_bytes(), public_path.read_bytes())
+    assert report.failed is not None and report.failed.step == "shape"
+    assert isinstance(report.failed.error, CircuitFormatError)
 
 
 # --- a fresh proof, end to end -----------------------------------------------------------------
@@ -556,6 +667,60 @@ def test_hostile_json_is_refused_with_its_error(
 def test_hostile_json_fails_the_shape_step_of_the_report() -> None:
     report = check_proof(_VK, _edit(_PROOF, _drop("pi_c")), '["12", "3"]')
     assert not report
+    assert report.failed is not None and report.failed.step == "shape"
+    assert isinstance(report.failed.error, CircuitFormatError)
+
+
+# --- values built in Python, not read: typed errors, never TypeError from py_ecc ---------------
+
+_VK_READ = read_verification_key(_VK)
+_PROOF_READ = read_proof(_PROOF)
+_A, _B, _IC = _PROOF_READ.a, _PROOF_READ.b, _VK_READ.ic
+
+BUILT: list[tuple[str, Callable[[], object]]] = [
+    ("proof_a_float", lambda: dataclasses.replace(_PROOF_READ, a=(float(_A[0]), _A[1]))),
+    ("proof_a_bool", lambda: dataclasses.replace(_PROOF_READ, a=(True, _A[1]))),
+    ("proof_a_projective", lambda: dataclasses.replace(_PROOF_READ, a=(*_A, 1))),
+    ("proof_a_decimal_strings", lambda: dataclasses.replace(_PROOF_READ, a=(str(_A[0]), "1"))),
+    ("proof_b_lists", lambda: dataclasses.replace(_PROOF_READ, b=[list(_B[0]), list(_B[1])])),
+    ("proof_b_a_g1_point", lambda: dataclasses.replace(_PROOF_READ, b=_A)),
+    ("proof_c_none", lambda: dataclasses.replace(_PROOF_READ, c=None)),
+    ("vk_alpha_list", lambda: dataclasses.replace(_VK_READ, alpha1=list(_VK_READ.alpha1))),
+    ("vk_gamma_flat", lambda: dataclasses.replace(_VK_READ, gamma2=(1, 2))),
+    ("vk_ic_a_list", lambda: dataclasses.replace(_VK_READ, ic=list(_IC))),
+    ("vk_ic_float", lambda: dataclasses.replace(_VK_READ, ic=(_IC[0], (1.0, 2), _IC[2]))),
+    ("vk_ic_none", lambda: dataclasses.replace(_VK_READ, ic=None)),
+    ("signals_strings", lambda: verify_proof(_VK_READ, _PROOF_READ, ("12", "3"))),
+    ("signals_floats", lambda: verify_proof(_VK_READ, _PROOF_READ, (12.0, 3.0))),
+    ("signals_bool", lambda: verify_proof(_VK_READ, _PROOF_READ, (12, True))),
+    ("signals_none", lambda: verify_proof(_VK_READ, _PROOF_READ, None)),
+    ("signals_a_string", lambda: verify_proof(_VK_READ, _PROOF_READ, "12")),
+]
+
+
+@pytest.mark.parametrize("build", [b for _, b in BUILT], ids=[n for n, _ in BUILT])
+def test_values_built_in_python_with_wrong_types_are_refused_typed(
+    build: Callable[[], object],
+) -> None:
+    with pytest.raises(CircuitFormatError):
+        build()
+
+
+def test_values_built_in_python_with_the_right_types_verify() -> None:
+    proof = Proof(a=_PROOF_READ.a, b=_PROOF_READ.b, c=_PROOF_READ.c)
+    vk = VerificationKey(
+        alpha1=_VK_READ.alpha1,
+        beta2=_VK_READ.beta2,
+        gamma2=_VK_READ.gamma2,
+        delta2=_VK_READ.delta2,
+        ic=_VK_READ.ic,
+    )
+    assert verify_proof(vk, proof, [12, 3]) is proof
+
+
+@pytest.mark.parametrize("public", [["12", "3"], [12, None], None, 12], ids=repr)
+def test_check_proof_reports_signals_of_wrong_types_as_a_failed_shape(public: Any) -> None:
+    report = check_proof(_VK, _PROOF, public)
     assert report.failed is not None and report.failed.step == "shape"
     assert isinstance(report.failed.error, CircuitFormatError)
 
