@@ -49,13 +49,19 @@ from circuits.manifest import (
 from circuits.packing import RANGES
 from circuits.proof_item import ProofItem
 from circuits.r1cs import witness_bytes
-from circuits.snarkjs import Snarkjs
-from receipts.attachments import Attachment
+from circuits.snarkjs import Snarkjs, ptau_power
+from receipts.attachments import GROTH16_PROOF, Attachment
 from receipts.digests import Digest, TensorMapDigest, digest_of
 from receipts.effects import RandomBytes, system_random
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
-from receipts.errors import CircuitFormatError, DigestMismatchError, ProverError
-from receipts.files import StorageError, read_limited, write_together
+from receipts.errors import (
+    CircuitFormatError,
+    DigestMismatchError,
+    InputError,
+    ProverError,
+    ReceiptsError,
+)
+from receipts.files import StorageError, make_folder, read_head, read_limited, write_together
 from receipts.keys import PublicKey, Signer
 from receipts.model import LoadedModel
 from receipts.receipt import Receipt
@@ -130,10 +136,19 @@ def ptau(power: int, out: Path, snarkjs: Snarkjs, *, entropy: bytes | None = Non
 def compile_circuit(model: LoadedModel, out: Path) -> CircuitInfo:
     """Compile ``model`` into ``out`` (``circuit.r1cs`` and ``circuit.info``); the info, with
     the constraint count and circuit hash. Inputs need static shapes and integer types."""
+    data, info = _compiled(model)
+    folder = CircuitDir(out)
+    make_folder(out)
+    write_together([(folder.r1cs, data), (folder.info, info.encode())], replace=False)
+    return info
+
+
+def _compiled(model: LoadedModel) -> tuple[bytes, CircuitInfo]:
+    """The ``.r1cs`` bytes of ``model`` and their info (compiled on zero inputs)."""
     zeros = {s.name: np.zeros(_static_shape(s), np.dtype(_dtype(s))) for s in model.inputs}
     compiled = compile_model(model, zeros)
     data = compiled.r1cs.to_bytes()
-    info = CircuitInfo(
+    return data, CircuitInfo(
         model=model.digest,
         circuit=digest_of(CIRCUIT, data),
         compiler=COMPILER_VERSION,
@@ -142,13 +157,6 @@ def compile_circuit(model: LoadedModel, out: Path) -> CircuitInfo:
         inputs=tuple(_layout(name, a) for name, a in zeros.items()),
         n_public=compiled.r1cs.n_public,
     )
-    folder = CircuitDir(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StorageError(f"cannot create {out}: {e.strerror or e}") from e
-    write_together([(folder.r1cs, data), (folder.info, info.encode())], replace=False)
-    return info
 
 
 def _dtype(spec: ValueSpec) -> str:
@@ -178,13 +186,18 @@ def setup(
     *,
     random_bytes: RandomBytes = system_random,
     expected_ptau: Digest | None = None,
+    model: LoadedModel | None = None,
 ) -> SignedManifest:
     """Groth16 keys for the circuit in ``folder`` and its manifest signed by ``signer``.
 
     ``ptau_file`` is any bn128 powers-of-tau file prepared for phase 2 and large enough (a
     ceremony's, checked against ``expected_ptau`` when given, or one from ``ptau``); its digest
     goes into the manifest. One secret contribution (``random_bytes``, mixed by snarkjs with its
-    own) follows the setup. Refuses a directory that already has keys or a manifest."""
+    own) follows the setup. Refuses a directory that already has keys or a manifest.
+
+    ``circuit.info`` is not signed before this: with ``model``, the circuit is compiled again and
+    must be the folder's exactly (constraints and signal layout), so the publisher signs only
+    what it derived itself; without it, the publisher vouches for the folder as it is."""
     d = CircuitDir(folder)
     for path in (d.zkey, d.verification_key, d.manifest):
         if path.exists():
@@ -193,6 +206,18 @@ def setup(
     circuit = file_digest(CIRCUIT, d.r1cs)
     if circuit != info.circuit:
         raise DigestMismatchError(f"{d.r1cs} is circuit {circuit}; circuit.info: {info.circuit}")
+    if model is not None and _compiled(model)[1] != info:
+        raise DigestMismatchError(
+            f"{d.path} is not what model {model.digest} compiles to under {COMPILER_VERSION} "
+            "(its constraints or its signal layout differ): compile it again"
+        )
+    need = min_ptau_power(info)
+    have = ptau_power(read_head(ptau_file, 128, "powers of tau"))
+    if have is not None and have < need:
+        raise InputError(
+            f"{ptau_file} holds 2^{have} powers of tau; {d.path} ({info.constraints} "
+            f"constraints, {info.n_public} public signals) needs 2^{need} or more"
+        )
     ptau_digest = file_digest(PTAU, ptau_file)
     if expected_ptau is not None and ptau_digest != expected_ptau:
         raise DigestMismatchError(
@@ -264,6 +289,19 @@ def prove(
             f"the model compiles to circuit {compiled.circuit_hash} under {COMPILER_VERSION}; "
             f"the keys are for {manifest.info.circuit} ({manifest.info.compiler})"
         )
+    # The layout came from circuit.info, which nothing signs before setup and setup cannot check
+    # against the R1CS: a swapped one (inputs reordered or renamed, int8 for uint8) would make
+    # the manifest say the signals pack other tensors than the circuit does.
+    packs = (
+        tuple(_layout(name, a) for name, a in compiled.outputs.items()),
+        tuple(_layout(spec.name, checked[spec.name]) for spec in model.inputs),
+    )
+    if packs != (manifest.info.outputs, manifest.info.inputs):
+        raise CircuitFormatError(
+            "the manifest's public-signal layout is not the circuit's: outputs "
+            f"{_describe(manifest.info.outputs)}, inputs {_describe(manifest.info.inputs)}; the "
+            f"circuit packs outputs {_describe(packs[0])}, inputs {_describe(packs[1])}"
+        )
     _same_tensors(
         claimed.outputs, compiled.outputs, "the model's outputs on these inputs are not the "
         "receipt's: no proof is made for outputs the model does not give",
@@ -281,10 +319,41 @@ def prove(
 
 
 def attach_proof(receipt: bytes, item: Attachment) -> bytes:
-    """The receipt file with ``item`` attached (the provider's signature is unchanged)."""
-    return Envelope.from_bytes(receipt).attach(item).to_bytes()
+    """The receipt file with ``item`` attached (the provider's signature is unchanged); refuses
+    a second proof under the same manifest (``check_not_proven``)."""
+    envelope = Envelope.from_bytes(receipt)
+    try:
+        manifest = ProofItem.from_attachment(item).manifest
+    except ReceiptsError:  # an item that is not a proof is attached as it is: the rung says so
+        manifest = None
+    if manifest is not None:
+        check_not_proven(envelope, manifest)
+    return envelope.attach(item).to_bytes()
+
+
+def check_not_proven(envelope: Envelope, manifest: Digest) -> None:
+    """Refuse (``InputError``) a receipt that already carries a proof under ``manifest``; a
+    proof under another manifest may sit beside it (the rung accepts any one that holds)."""
+    for item in envelope.attachments:
+        if item.type != GROTH16_PROOF:
+            continue
+        try:
+            named = ProofItem.from_attachment(item).manifest
+        except ReceiptsError:
+            continue  # not one this library made; the rung reports it
+        if named == manifest:
+            raise InputError(f"the receipt already carries a proof under manifest {manifest}")
+
+
+def min_ptau_power(info: CircuitInfo) -> int:
+    """snarkjs's rule: 2^N must exceed the constraints plus the public signals."""
+    return (info.constraints + info.n_public).bit_length()
 
 
 def _same_tensors(expected: TensorMapDigest, arrays: Mapping[str, Any], message: str) -> None:
     if TensorMapDigest.of(arrays).entries != expected.entries:
         raise DigestMismatchError(message)
+
+
+def _describe(layouts: Sequence[TensorLayout]) -> str:
+    return "[" + ", ".join(t.describe() for t in layouts) + "]"

@@ -36,6 +36,7 @@ from receipts.codec import MapReader
 from receipts.digests import Digest, digest_of, hasher
 from receipts.envelope import Envelope
 from receipts.errors import InputError, MalformedError, SignatureError, UnsupportedVersionError
+from receipts.files import open_regular
 from receipts.keys import PublicKey, Signer
 from receipts.tensors import MAX_RANK
 
@@ -54,15 +55,16 @@ _CHUNK = 1 << 20
 
 
 def file_digest(kind: str, path: Path) -> Digest:
-    """The ``kind`` digest of a file's exact bytes, read in chunks (keys and ptau files are
-    large)."""
+    """The ``kind`` digest of a regular file's exact bytes, read in chunks (keys and ptau files
+    are large, so there is no size limit). A FIFO or device, say a ``circuit.zkey`` symlinked to
+    ``/dev/zero``, is refused (``InputError``) instead of blocking or hashing forever."""
     h = hasher(kind)
-    try:
-        with path.open("rb") as f:
+    with open_regular(path, kind) as f:
+        try:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror or e}") from e
     return Digest(h.digest())
 
 
@@ -92,7 +94,9 @@ class TensorLayout:
     @property
     def signals(self) -> int:
         """How many public signals the tensor packs into."""
-        return math.ceil(math.prod(self.shape) / layout(self.dtype)[2])
+        # Integer ceiling: a float quotient overflows (an OverflowError, not a typed error) on
+        # the 64 dims of up to 2^32 a hostile layout may declare, and rounds long before that.
+        return -(-math.prod(self.shape) // layout(self.dtype)[2])
 
     def describe(self) -> str:
         return f"{self.name}: {self.dtype}{list(self.shape)}"
@@ -138,8 +142,9 @@ class CircuitInfo:
     def __post_init__(self) -> None:
         if not isinstance(self.model, Digest) or not isinstance(self.circuit, Digest):
             raise MalformedError("a circuit names its model and circuit by digest")
-        if not 1 <= len(self.compiler) <= 64 or not self.compiler.isascii():
-            raise MalformedError("a compiler version is 1..64 ASCII characters")
+        # Printable: reports and the CLI print it, and circuit.info is not signed.
+        if not 1 <= len(self.compiler) <= 64 or not all(" " <= c <= "~" for c in self.compiler):
+            raise MalformedError("a compiler version is 1..64 printable ASCII characters")
         if not 0 <= self.constraints < 2**32:
             raise MalformedError("a constraint count is in [0, 2^32)")
         _layouts(self.outputs, "outputs")

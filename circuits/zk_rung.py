@@ -12,7 +12,8 @@ verifier's:
                    supplied verification key by digest (a key whose signal count is the
                    manifest's), is for the receipt's model, and is the manifest the proof names
   (20) binding     the supplied outputs and inputs have the receipt's tensor-map digests and the
-                   manifest's layout (names, integer types, shapes), and the proof's public
+                   receipt's entries have the manifest's layout (names, plain tensors: no
+                   sequence or optional; integer types, shapes), and the proof's public
                    signals, each below the scalar field modulus, are exactly their packing
                    (``circuits.packing``): the outputs, then the inputs
   (21) proof       steps (2)-(5) of ``circuits.groth16`` against the verification key: field,
@@ -40,7 +41,7 @@ from circuits.packing import pack_values
 from circuits.proof_item import PROOF_ITEM_VERSION, ProofItem
 from circuits.r1cs import P
 from receipts.attachments import GROTH16_PROOF, Attachment
-from receipts.digests import TensorMapDigest, digest_of
+from receipts.digests import SequenceEntry, TensorEntry, TensorMapDigest, digest_of
 from receipts.envelope import Envelope
 from receipts.errors import (
     CircuitBindingError,
@@ -199,7 +200,9 @@ class _ProofCheck:
             )
         _same_tensors("outputs", context.receipt.outputs, context.outputs)
         _same_tensors("inputs", context.receipt.inputs, context.inputs)
-        expected, owners = _packing(context.signed.manifest, context.outputs, context.inputs)
+        expected, owners = _packing(
+            context.signed.manifest, context.receipt, context.outputs, context.inputs
+        )
         for index, signal in enumerate(self.public):
             if not 0 <= signal < P:
                 raise ZkProofError(
@@ -238,29 +241,40 @@ def _same_tensors(what: str, expected: TensorMapDigest, arrays: TensorMap) -> No
 
 
 def _packing(
-    manifest: CircuitManifest, outputs: TensorMap, inputs: TensorMap
+    manifest: CircuitManifest, receipt: Receipt, outputs: TensorMap, inputs: TensorMap
 ) -> tuple[list[int], list[str]]:
     """The public signals the manifest's layout makes of the tensors, and which tensor each
-    signal packs."""
+    signal packs.
+
+    The layout is compared with the receipt's entries, which the supplied tensors were just
+    shown to give exactly: their kind (a sequence or an empty optional is not the tensor the
+    circuit packs, even when ``np.asarray`` would make one of it), element type and shape. The
+    values are then read from the supplied arrays, whatever their byte order."""
     expected: list[int] = []
     owners: list[str] = []
-    for role, layouts, tensors in (
-        ("output", manifest.info.outputs, outputs),
-        ("input", manifest.info.inputs, inputs),
+    for role, layouts, claimed, tensors in (
+        ("output", manifest.info.outputs, receipt.outputs, outputs),
+        ("input", manifest.info.inputs, receipt.inputs, inputs),
     ):
-        extra = sorted(set(tensors) - {t.name for t in layouts})
+        entries = claimed.by_name()
+        extra = sorted(set(entries) - {t.name for t in layouts})
         if extra:
             raise CircuitBindingError(f"the circuit does not prove {role}(s) {', '.join(extra)}")
         for t in layouts:
-            if t.name not in tensors:
+            entry = entries.get(t.name)
+            if entry is None:
                 raise CircuitBindingError(f"the circuit packs {role} {t.name!r}, absent here")
-            array = np.asarray(tensors[t.name])
-            if str(array.dtype) != t.dtype or tuple(array.shape) != t.shape:
+            if not isinstance(entry, TensorEntry):
+                kind = "a sequence" if isinstance(entry, SequenceEntry) else "an empty optional"
                 raise CircuitBindingError(
-                    f"{role} {t.name!r} is {array.dtype}{list(array.shape)}; the circuit packs "
-                    f"{t.dtype}{list(t.shape)}"
+                    f"{role} {t.name!r} is {kind}; the circuit packs the tensor {t.describe()}"
                 )
-            packed = pack_values(array, t.dtype)
+            if (entry.spec.elem_type, entry.spec.shape) != (t.dtype, t.shape):
+                raise CircuitBindingError(
+                    f"{role} {t.name!r} is {entry.spec.elem_type}{list(entry.spec.shape)}; the "
+                    f"circuit packs {t.dtype}{list(t.shape)}"
+                )
+            packed = pack_values(np.asarray(tensors[t.name]), t.dtype)
             expected += packed
             owners += [f"{role} {t.name!r}"] * len(packed)
     return expected, owners

@@ -41,10 +41,10 @@ def zero_knowledge(work: Path, key: Path, step: Step) -> None:
     )  # fmt: skip
     step("54. a circuit publisher makes a key", "keygen", str(publisher))
     step(
-        "55. the publisher sets up the Groth16 keys (ptau checked by digest) and signs the "
-        "circuit manifest",
+        "55. the publisher recompiles the model, sets up the Groth16 keys (ptau checked by "
+        "digest) and signs the circuit manifest",
         "zk", "setup", str(circuit), "--ptau", str(ptau), "--key", str(publisher),
-        "--ptau-digest", digest,
+        "--ptau-digest", digest, "--model", str(model),
     )  # fmt: skip
     out = z / "out"
     step(

@@ -30,10 +30,17 @@ from pathlib import Path
 
 import click
 
-from circuits.circuit_dir import CircuitDir, attach_proof, compile_circuit, prove, ptau, setup
-from circuits.manifest import CircuitInfo
-from circuits.proof_item import ProofItem
-from circuits.snarkjs import DEFAULT_TIMEOUT_S, MAX_POWER, Snarkjs, ptau_power
+from circuits.circuit_dir import (
+    CircuitDir,
+    attach_proof,
+    check_not_proven,
+    compile_circuit,
+    min_ptau_power,
+    prove,
+    ptau,
+    setup,
+)
+from circuits.snarkjs import DEFAULT_TIMEOUT_S, MAX_POWER, Snarkjs
 from cli import render
 from cli.options import (
     circuit_folder,
@@ -46,7 +53,6 @@ from cli.options import (
     zk_policy,
 )
 from receipts import Policy, PrivateKey, PublicKey, Verifier, load_model, load_tensors
-from receipts.attachments import GROTH16_PROOF
 from receipts.digests import Digest
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
 from receipts.errors import InputError, ReceiptsError, VerificationError
@@ -163,7 +169,7 @@ def compile_command(model: Path, out: Path, as_json: bool) -> None:
             "compiler": info.compiler,
             "constraints": info.constraints,
             "public_signals": info.n_public,
-            "min_ptau_power": _min_power(info),
+            "min_ptau_power": min_ptau_power(info),
             "outputs": [t.describe() for t in info.outputs],
             "inputs": [t.describe() for t in info.inputs],
             "wrote": str(out),
@@ -185,6 +191,12 @@ def compile_command(model: Path, out: Path, as_json: bool) -> None:
     "`zk setup` print it and manifests record it (domain-separated SHA-256, sha256:...; not "
     "the output of sha256sum).",
 )
+@click.option(
+    "--model",
+    type=existing,
+    help="The model CIRCUIT was compiled from: compile it again and refuse a folder that "
+    "differs (circuit.info is not signed until now).",
+)
 @timeout_option
 @json_option
 @click.pass_context
@@ -194,6 +206,7 @@ def setup_command(
     ptau_file: Path,
     key: Path,
     ptau_digest: str | None,
+    model: Path | None,
     timeout_s: int,
     as_json: bool,
 ) -> None:
@@ -202,7 +215,6 @@ def setup_command(
     Verifiers pin the publisher's public key (`--publisher KEY.pub`)."""
     expected = None if ptau_digest is None else Digest.parse(ptau_digest)
     signer = PrivateKey.load(key)
-    _check_setup_files(ptau_file, CircuitDir(circuit))
     snarkjs = Snarkjs.locate(timeout_s=timeout_s)
     with _prover_input():
         signed = setup(
@@ -212,6 +224,7 @@ def setup_command(
             snarkjs,
             random_bytes=effects(ctx)[1],
             expected_ptau=expected,
+            model=None if model is None else load_model(model),
         )
     manifest, folder = signed.manifest, CircuitDir(circuit)
     _show(
@@ -267,7 +280,7 @@ def prove_command(
     loaded = load_model(model)
     arrays = load_tensors(inputs, prefix="input_", names=[v.name for v in loaded.inputs])
     data = read_limited(receipt, MAX_ENVELOPE_BYTES, "receipt")
-    _not_proven(receipt, data, CircuitDir(circuit))
+    check_not_proven(_envelope(receipt, data), CircuitDir(circuit).read_manifest().id)
     read_head(CircuitDir(circuit).zkey, 0, "proving key")
     snarkjs = Snarkjs.locate(timeout_s=timeout_s)
     with _prover_input():
@@ -344,47 +357,13 @@ def _prover_input() -> Iterator[None]:
         raise InputError(str(e), details=e.details) from e
 
 
-def _min_power(info: CircuitInfo) -> int:
-    """snarkjs's rule: 2^N must exceed the constraints plus the public signals."""
-    return (info.constraints + info.n_public).bit_length()
-
-
-def _check_setup_files(path: Path, folder: CircuitDir) -> None:
-    """Refuse, before any hashing or snarkjs run, a ptau or .r1cs that is not a regular file
-    (a device or a pipe would be read forever) or a ptau whose header states fewer powers than
-    the circuit needs."""
-    head = read_head(path, 128, "powers of tau")
-    have, info = ptau_power(head), folder.read_info()
-    need = _min_power(info)
-    if have is not None and have < need:
-        raise InputError(
-            f"{path} holds 2^{have} powers of tau; {folder.path} ({info.constraints} "
-            f"constraints, {info.n_public} public signals) needs 2^{need} or more"
-        )
-    read_head(folder.r1cs, 0, "circuit")
-
-
-def _not_proven(path: Path, receipt: bytes, folder: CircuitDir) -> None:
-    """Refuse a receipt that already carries a proof under this circuit's manifest (a proof
-    under another manifest may sit beside it: the rung accepts any one that holds)."""
-    try:
-        envelope = Envelope.from_bytes(receipt)
-    except ReceiptsError as e:
-        raise type(e)(f"{path}: {e}", details=e.details) from e
-    manifest = folder.read_manifest().id
-    for item in envelope.attachments:
-        if item.type != GROTH16_PROOF:
-            continue
-        try:
-            named = ProofItem.from_attachment(item).manifest
-        except ReceiptsError:
-            continue  # not one this circuit made; the rung reports it
-        if named == manifest:
-            raise InputError(
-                f"{path} already carries a proof under this circuit's manifest {manifest}"
-            )
-
-
 def _size(power: int) -> str:
     """About what a prepared 2^``power`` file takes on disk (1 KiB a power, as pot7 shows)."""
     return f"{1 << (power - 20)} GiB" if power >= 20 else f"{1 << (power - 10)} MiB"
+
+
+def _envelope(path: Path, data: bytes) -> Envelope:
+    try:
+        return Envelope.from_bytes(data)
+    except ReceiptsError as e:
+        raise type(e)(f"{path}: {e}", details=e.details) from e

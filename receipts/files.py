@@ -42,15 +42,33 @@ def read_limited(path: Path, limit: int, what: str = "file") -> bytes:
 def read_head(path: Path, size: int, what: str = "file") -> bytes:
     """The first ``size`` bytes (``0``: none, only the checks) of the regular file at ``path``;
     never blocks on a pipe or device, which it refuses (``InputError``)."""
+    with open_regular(path, what) as f:
+        try:
+            return f.read(size)
+        except OSError as e:
+            raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
+
+
+@contextmanager
+def open_regular(path: Path, what: str = "file") -> Iterator[BinaryIO]:
+    """``path`` open for reading if it is a regular file; a missing or unreadable one, a pipe or
+    a device (which would block, or never end) is an ``InputError``. Read errors inside the
+    block are the caller's to name."""
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat could refuse it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InputError(f"{path}: not a regular file")
-            return f.read(size)
     except OSError as e:
         raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError as e:
+        os.close(fd)
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    if not regular:  # a folder, a pipe, a device
+        os.close(fd)
+        raise InputError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        yield f
 
 
 Content = bytes | Callable[[BinaryIO], None]

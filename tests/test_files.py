@@ -219,3 +219,8 @@ def test_read_head_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="not a regular file"):
         read_head(fifo, 16)
+
+
+def test_read_head_refuses_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a regular file"):
+        read_head(tmp_path, 16)

@@ -99,7 +99,7 @@ def world(ptau_file: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     compiled = _ok("zk", "compile", model, "--out", circuit)
     setup = _ok(
         "zk", "setup", circuit, "--ptau", ptau_file, "--key", PUBLISHER,
-        "--ptau-digest", str(file_digest(PTAU, ptau_file)),
+        "--ptau-digest", str(file_digest(PTAU, ptau_file)), "--model", model,
     )  # fmt: skip
     _ok("run", model, "--input", inputs, "--key", PROVIDER, "--out", out)
     receipt = out / "receipt.rcpt"
@@ -453,6 +453,21 @@ def test_a_ptau_digest_mismatch_is_bad_input_refused_before_any_key_is_made(
     assert sorted(p.name for p in circuit.iterdir()) == ["circuit.info", "circuit.r1cs"]
 
 
+def test_setup_with_the_model_refuses_a_circuit_info_that_is_not_what_it_compiles_to(
+    world: World, tmp_path: Path
+) -> None:
+    """circuit.info is unsigned until setup: swapped for one whose input is [4, 1] instead of
+    [1, 4] (the same constraints), the manifest would say the signals pack another tensor."""
+    circuit = _compiled(world, tmp_path)
+    info = CircuitDir(circuit).read_info()
+    [x] = info.inputs
+    swapped = replace(info, inputs=(replace(x, shape=tuple(reversed(x.shape))),))
+    (circuit / "circuit.info").write_bytes(swapped.encode())
+    result = invoke(*_setup(circuit, world.ptau, "--model", world.model))
+    _one_error(result, "is not what model")
+    assert sorted(p.name for p in circuit.iterdir()) == ["circuit.info", "circuit.r1cs"]
+
+
 def test_a_ptau_too_small_names_the_power_the_circuit_needs(world: World, tmp_path: Path) -> None:
     circuit = _compiled(world, tmp_path)
     result = invoke(*_setup(circuit, world.small_ptau))
@@ -518,7 +533,7 @@ def test_prove_refuses_a_receipt_that_already_carries_this_circuits_proof(
         "--input", world.inputs, "--out", out,
     )  # fmt: skip
     manifest = CircuitDir(world.circuit).read_manifest().id
-    _one_error(result, f"{world.proven} already carries a proof under this circuit's manifest")
+    _one_error(result, "the receipt already carries a proof under manifest")
     assert str(manifest) in result.stderr
     assert not out.exists()
 

@@ -183,6 +183,16 @@ def test_the_zk_rung_needs_neither_the_model_nor_a_rerun(world: World) -> None:
     assert [r.rung for r in report.rungs if r.status is Status.PASSED] == ["signature", "zk"]
 
 
+def test_the_rung_reads_values_whatever_their_byte_order(world: World) -> None:
+    # A big-endian array (as some .npz writers store it) has the receipt's digest; its dtype
+    # is ">i4", not "int32", but it is the same tensor.
+    outputs = {"y": world.a.outputs["y"].astype(">i4")}
+    inputs = {"x": world.x(world.a)["x"].astype(">u1")}
+    data = attach_proof(world.a.to_bytes(), world.proof_a)
+    report = _check(data, world.zk(), inputs=inputs, outputs=outputs)
+    assert report, report.first_error()
+
+
 def test_the_zk_rung_joins_the_rungs_the_material_allows() -> None:
     assert allowed_rungs(None, None, None, zk=True) == ("signature", "zk")
     assert allowed_rungs(1, 1, 1, tee=True, zk=True)[-2:] == ("tee", "zk")
@@ -265,6 +275,25 @@ def _lying_receipt(w: World) -> tuple[bytes, dict[str, Any]]:
 def _lying(w: World) -> Case:
     data, outputs = _lying_receipt(w)
     return Case(data=attach_proof(data, w.proof_a), zk=w.zk(), inputs=w.x(w.a), outputs=outputs)
+
+
+def _resigned_outputs(w: World, outputs: dict[str, Any]) -> Case:
+    """Receipt a re-signed by its provider with ``outputs`` in place of its own, a's proof
+    attached, and those outputs supplied (so they are exactly the receipt's)."""
+    receipt = replace(w.a.receipt, outputs=TensorMapDigest.of(outputs))
+    data = Envelope.sign(RECEIPT_PAYLOAD_TYPE, receipt.encode(), PROVIDER).to_bytes()
+    return Case(data=attach_proof(data, w.proof_a), zk=w.zk(), inputs=w.x(w.a), outputs=outputs)
+
+
+def _as_sequence(w: World) -> Case:
+    """The proven values of y, claimed as a sequence of one int32[2] tensor: ``np.asarray``
+    of that list is the int32[1, 2] tensor the circuit packs, but the receipt says otherwise."""
+    return _resigned_outputs(w, {"y": [w.a.outputs["y"][0]]})
+
+
+def _ragged(w: World) -> Case:
+    """y claimed as a sequence of tensors of two shapes, which no array holds."""
+    return _resigned_outputs(w, {"y": [np.zeros(2, np.int32), np.zeros(3, np.int32)]})
 
 
 def _swap_a_c(proof: dict[str, Any]) -> None:
@@ -357,6 +386,16 @@ BAD: dict[str, tuple[Callable[[World], Case], str, type[ReceiptsError], str]] = 
     ),
     "public_signal_aliased_by_the_field_modulus": (
         lambda w: _honest(w, _public(w, _alias)), "20", ZkProofError, "scalar field modulus",
+    ),
+    "output_a_sequence_of_the_proven_values": (
+        _as_sequence, "20", CircuitBindingError, "output 'y' is a sequence",
+    ),
+    "output_a_sequence_of_two_shapes": (
+        _ragged, "20", CircuitBindingError, "output 'y' is a sequence",
+    ),
+    "output_an_empty_optional": (
+        lambda w: _resigned_outputs(w, {"y": None}),
+        "20", CircuitBindingError, "output 'y' is an empty optional",
     ),
     "one_public_signal_too_many": (
         lambda w: _honest(w, _public(w, lambda s: s.append("0"))),
@@ -557,6 +596,22 @@ def test_prove_refuses_a_model_that_is_not_the_circuits(world: World, snarkjs: S
     other = fixture_model("integer")
     with pytest.raises(DigestMismatchError, match="the circuit in"):
         prove(world.folder, other, {}, world.a.to_bytes(), snarkjs)
+
+
+def test_prove_refuses_a_manifest_whose_layout_is_not_the_circuits(
+    world: World, snarkjs: Snarkjs, tmp_path: Path
+) -> None:
+    # circuit.info is unsigned until setup, and setup cannot check the layout against the
+    # R1CS: x declared [4, 1] instead of [1, 4] packs into as many signals, so the manifest
+    # would vouch for proofs about a tensor of a shape the model does not take.
+    folder = CircuitDir(tmp_path / "c")
+    info = compile_circuit(world.model, folder.path)
+    [x] = info.inputs
+    folder.info.unlink()
+    folder.info.write_bytes(replace(info, inputs=(replace(x, shape=(4, 1)),)).encode())
+    setup(folder.path, world.ptau, PUBLISHER, snarkjs, random_bytes=seeded(8))
+    with pytest.raises(CircuitFormatError, match="layout is not the circuit's"):
+        prove(folder.path, world.model, world.x(world.a), world.a.to_bytes(), snarkjs)
 
 
 def test_receipt_round_trip_keeps_the_proof_outside_the_signature(world: World) -> None:
