@@ -26,6 +26,8 @@ from typing import Any
 import click
 
 from cli import attest, render, settle, traces, zk
+from cli import audit as audit_cli
+from cli import store as store_cli
 from cli.options import (
     circuit_folder,
     debug_option,
@@ -193,6 +195,13 @@ def digest(model: Path, as_json: bool) -> None:
     show_default=True,
     help="receipt: user_data is the receipt id; key: public_key is the signing key.",
 )
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(path_type=Path),
+    metavar="STORE",
+    help="Also file the model, inputs and outputs in this content-addressed store.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -210,6 +219,7 @@ def run(
     request_file: Path | None,
     attest_sim: Path | None,
     attest_mode: str,
+    store_dir: Path | None,
 ) -> None:
     """Run MODEL on INPUTS and issue a signed receipt into OUT.
 
@@ -219,7 +229,10 @@ def run(
     With --request the run must be one the payer's request covers (model, inputs, this key,
     asset, amount, expiry); otherwise nothing is run or signed and the reason is printed.
     --attest-sim attaches a document from the Nitro simulator (drills and tests only: it proves
-    nothing about an enclave and verifies only against that ROOTDIR/root.pem)."""
+    nothing about an enclave and verifies only against that ROOTDIR/root.pem).
+    --store files the model, inputs and outputs under their digests before the receipt is
+    written (see `receipts store`)."""
+    objects = store_cli.open_for_run(store_dir)
     signed = None
     if request_file is not None:
         signed = read_request(read_limited(request_file, MAX_ENVELOPE_BYTES, "request"))
@@ -243,8 +256,11 @@ def run(
     issued = provider.session(loaded).run(
         arrays, request=signed, trace=traced, inject_fault=inject_fault
     )
+    filed = None if objects is None else store_cli.file_run(objects, loaded, arrays, issued)
     paths = issued.write(out)
     click.echo(render.issued_summary(issued, paths, inject_fault))
+    if filed is not None:
+        click.echo(filed)
     for item in issued.envelope.attachments:
         click.echo(f"attached     {item.describe()} (SIMULATED, {attest_mode} mode)")
     if signed is not None:
@@ -577,6 +593,8 @@ cli.add_command(settle.log_group)
 cli.add_command(settle.batch_group)
 cli.add_command(attest.attestation)
 cli.add_command(zk.zk)
+cli.add_command(store_cli.store)
+cli.add_command(audit_cli.audit)
 
 
 def main() -> None:

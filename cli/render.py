@@ -6,7 +6,12 @@ click.echo(report_table(report))
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import click
 
 from receipts.digests import Digest, TensorMapDigest
 from receipts.dispute import LocalDispute
@@ -307,3 +312,19 @@ def attestation_text(view: dict[str, object]) -> str:
         text = "absent" if value is None else ("empty" if value == "" else str(value))
         lines.append(f"{name.replace('_', ' '):<12} {text}")
     return "\n".join(lines)
+
+
+@contextmanager
+def terminal_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(done, total)`` that draws a bar on standard error when it is a terminal,
+    or None (quiet) when it is not: logs and pipes get no bar."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=0, label=label, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        yield progress

@@ -68,6 +68,26 @@ class RuntimeRefusedError(InputError):
     """onnxruntime refuses the model or the runtime profile (or the environment overrides it)."""
 
 
+class ObjectStoreError(InputError):
+    """A content-addressed store that cannot be opened or written, or an object it lacks."""
+
+
+class ObjectMissingError(ObjectStoreError):
+    """The store holds no object under the digest asked for."""
+
+
+class ObjectCorruptError(ObjectStoreError):
+    """An object whose bytes no longer give the digest it is filed under."""
+
+
+class AuditConfigError(MalformedError):
+    """An audit policy file with unknown keys or values, or an impossible sampling rule."""
+
+
+class SchedulerError(InputError):
+    """A cluster scheduler that cannot be reached, or that lost the audit's work."""
+
+
 class TraceError(MalformedError):
     """A trace file or leaf that is malformed, inconsistent, or not the receipt's."""
 

@@ -413,7 +413,7 @@ class Verifier:
             if got.digest != receipt.outputs.digest:
                 differ = _differing(receipt.outputs, got)
                 raise ReexecutionError(
-                    f"re-execution under the same runtime identity gave different bits for "
+                    f"re-execution under the same runtime identity gave different bits: "
                     f"{', '.join(differ)}" + _worst(rows),
                     details=rows,
                 )

@@ -210,7 +210,7 @@ def test_same_identity_reexecution_catches_a_lie_without_the_outputs_file() -> N
     flipped = honest.outputs["y"].copy()
     flipped.view(np.uint32).reshape(-1)[5] ^= 1
     liar = _issue_with_outputs(model, inputs, {"y": flipped})
-    with pytest.raises(ReexecutionError, match="different bits for y"):
+    with pytest.raises(ReexecutionError, match="different bits: y"):
         _verifier().verify(liar, model=model, inputs=inputs)
     report = _verifier().check(liar, model=model, inputs=inputs, outputs={"y": flipped})
     rows = report.rung("reexec").failures()[0].details["rows"]
