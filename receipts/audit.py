@@ -1,0 +1,572 @@
+"""Audits at scale: read a population of receipts, sample it, check it, say what was found.
+
+Audit layer, above the verifier (``receipts.verifier``) and the content-addressed store
+(``receipts.objects``), below the scorecards (``receipts.scorecard``), their renderers
+(``receipts.audit_report``) and the CLI. Executors (``receipts.executors``) run the per-receipt
+checks in this process, a local process pool or a Dask cluster; the result does not depend on
+which, nor on the worker count or the order results come back in.
+
+Audit steps, numbered once:
+  (a1) read     each receipt file (``*.rcpt`` under a folder) or each claim in a ledger's log;
+                one that cannot be read is reported unchecked
+  (a2) decode   its envelope and receipt decode: the receipt id, provider key id and metered
+                amount (one that does not is unchecked and attributed to no provider)
+  (a3) dedupe   a receipt id seen before is a duplicate: reported with its first source and
+                audited once
+  (a4) sample   per provider, the n_p receipts whose keyed hash SHA-256(domain, seed, receipt id)
+                ranks lowest (``SamplingRule``): a function of the set of receipts and the seed
+  (a5) objects  the receipt's model, inputs and outputs are read from the store by the digests it
+                holds, each re-hashed on the way (missing or corrupt: unchecked, with the digest)
+  (a6) rungs    signature and digests on every receipt; on the sample, also the policy's sample
+                rungs (re-execution by default); the verifier's own steps 1-11 decide
+
+    rule = SamplingRule(fraction=0.05, min_per_provider=5)
+    run = run_audit(folder_source(Path("receipts/")), store=Path("store/"), rule=rule,
+                    seed=b"2026-q4", policy=AuditPolicy(), executor=LocalExecutor(2))
+    run.items        # one ItemResult per distinct receipt, sorted; run.duplicates
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import tomllib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from receipts.digests import Digest
+from receipts.effects import FixedClock
+from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.errors import AuditConfigError, InputError, ObjectStoreError, ReceiptsError
+from receipts.events import Claim, decode_event
+from receipts.files import read_limited
+from receipts.keys import PublicKey
+from receipts.model import LoadedModel
+from receipts.objects import ObjectStore
+from receipts.receipt import Receipt, receipt_id
+from receipts.report import Policy, Report, Status
+from receipts.scorecard import AuditReport, Duplicate, Finding, ItemResult, Outcome
+from receipts.store import SqliteStore
+from receipts.tolerance import Tolerance
+from receipts.verifier import Verifier
+
+SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
+RECEIPT_SUFFIX = ".rcpt"
+SAMPLE_RUNGS = ("reexec",)  # what the sample may add to signature and digests
+MAX_RECEIPTS = 10_000_000
+
+
+# --- (a1) sources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """One receipt to audit: where it came from and its bytes, or why they could not be read."""
+
+    source: str
+    data: bytes = b""
+    problem: str | None = None
+
+
+def folder_source(folder: Path) -> Iterator[Submitted]:
+    """Every ``*.rcpt`` file under ``folder``, in path order, named relative to it."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder of receipts")
+    for path in sorted(folder.rglob(f"*{RECEIPT_SUFFIX}")):
+        name = path.relative_to(folder).as_posix()
+        try:
+            yield Submitted(name, read_limited(path, MAX_ENVELOPE_BYTES, "receipt"))
+        except ReceiptsError as e:
+            yield Submitted(name, problem=str(e))
+
+
+def ledger_source(db: Path, *, chunk: int = 1024) -> Iterator[Submitted]:
+    """The receipts claimed in a ledger's log (``receipts.ledger``), in log order, named by
+    their entry index."""
+    store = SqliteStore.open_file(db)
+    try:
+        size = store.size()
+        for lo in range(0, size, chunk):
+            for offset, entry in enumerate(store.entries(lo, min(lo + chunk, size))):
+                event = decode_event(entry)
+                if isinstance(event, Claim):
+                    yield Submitted(f"ledger entry {lo + offset}", event.receipt)
+    finally:
+        store.close()
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditPolicy:
+    """What the audit accepts. Plain values only, so it travels to worker processes and Dask
+    workers: trusted provider keys as (scheme, raw public key) pairs (none: the key in each
+    receipt, reported as unpinned), the rungs the sample adds, tolerance, and the sampling
+    minimum and confidence the scorecards use."""
+
+    trusted_keys: tuple[tuple[str, bytes], ...] | None = None
+    sample_rungs: tuple[str, ...] = SAMPLE_RUNGS
+    exact: bool = False
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    max_age_ms: int | None = None
+    min_per_provider: int = 5
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        unknown = set(self.sample_rungs) - set(SAMPLE_RUNGS)
+        if unknown:
+            raise AuditConfigError(
+                f"sample rung(s) {', '.join(sorted(unknown))}: only {', '.join(SAMPLE_RUNGS)}"
+            )
+        if not 0 <= self.min_per_provider <= MAX_RECEIPTS:
+            raise AuditConfigError("min_per_provider must be a count")
+        if not 0.5 <= self.confidence < 1:
+            raise AuditConfigError("confidence must be in [0.5, 1)")
+        if not (self.rtol >= 0 and self.atol >= 0):
+            raise AuditConfigError("rtol and atol must not be negative")
+        if self.max_age_ms is not None and self.max_age_ms < 0:
+            raise AuditConfigError("max_age_ms must not be negative")
+
+    def verifier_policy(self, *, sampled: bool) -> Policy:
+        keys = None
+        if self.trusted_keys is not None:
+            keys = tuple(PublicKey.parse(scheme, raw) for scheme, raw in self.trusted_keys)
+        required = ("signature", "digests", *(self.sample_rungs if sampled else ()))
+        return Policy(
+            trusted_keys=keys,
+            required=required,
+            tolerance=Tolerance(rtol=self.rtol, atol=self.atol),
+            exact=self.exact,
+            max_age_ms=self.max_age_ms,
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "trusted_keys": None
+            if self.trusted_keys is None
+            else [PublicKey.parse(s, r).key_id.hex() for s, r in self.trusted_keys],
+            "every_receipt": ["signature", "digests"],
+            "sample": ["signature", "digests", *self.sample_rungs],
+            "exact": self.exact,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "max_age_ms": self.max_age_ms,
+            "min_per_provider": self.min_per_provider,
+            "confidence": self.confidence,
+        }
+
+
+_POLICY_KEYS = {
+    "trusted_keys", "sample_rungs", "exact", "rtol", "atol", "max_age_s", "min_per_provider",
+    "confidence",
+}  # fmt: skip
+
+
+def load_policy(path: Path) -> AuditPolicy:
+    """An ``AuditPolicy`` from a TOML file; unknown keys, wrong types and key files that do not
+    load are ``AuditConfigError``/``InputError`` naming the key. Key paths are relative to the
+    file::
+
+        trusted_keys = ["keys/provider-a.pub", "keys/provider-b.pub"]
+        sample_rungs = ["reexec"]
+        exact = false
+        rtol = 1e-5
+        atol = 1e-6
+        max_age_s = 2592000
+        min_per_provider = 5
+        confidence = 0.95
+    """
+    try:
+        table = tomllib.loads(read_limited(path, 1 << 20, "audit policy").decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise AuditConfigError(f"{path}: not a TOML policy ({e})") from e
+    unknown = sorted(set(table) - _POLICY_KEYS)
+    if unknown:
+        raise AuditConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, kind in (
+        ("exact", bool), ("rtol", float), ("atol", float), ("min_per_provider", int),
+        ("confidence", float),
+    ):  # fmt: skip
+        if name in table:
+            kwargs[name] = _typed(path, name, table[name], kind)
+    if "max_age_s" in table:
+        kwargs["max_age_ms"] = _typed(path, "max_age_s", table["max_age_s"], int) * 1000
+    if "sample_rungs" in table:
+        kwargs["sample_rungs"] = tuple(
+            _typed(path, "sample_rungs", r, str) for r in _list(path, table, "sample_rungs")
+        )
+    if "trusted_keys" in table:
+        keys = []
+        for entry in _list(path, table, "trusted_keys"):
+            key = PublicKey.load(path.parent / _typed(path, "trusted_keys", entry, str))
+            keys.append((key.scheme, key.raw))
+        kwargs["trusted_keys"] = tuple(keys)
+    try:
+        return AuditPolicy(**kwargs)
+    except AuditConfigError as e:
+        raise AuditConfigError(f"{path}: {e}") from e
+
+
+def _list(path: Path, table: Mapping[str, Any], name: str) -> list[Any]:
+    value = table[name]
+    if not isinstance(value, list):
+        raise AuditConfigError(f"{path}: {name} must be a list")
+    return value
+
+
+def _typed(path: Path, name: str, value: object, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise AuditConfigError(f"{path}: {name} must be a {kind.__name__}")
+    return value
+
+
+# --- (a4) sampling -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingRule:
+    """How many receipts of each provider get the sample rungs: a ``fraction`` of each
+    provider's receipts (rounded up), or a total ``count`` split across providers in proportion
+    to their receipts (largest remainders); never fewer than ``min_per_provider`` (nor more than
+    the provider has)."""
+
+    fraction: float | None = None
+    count: int | None = None
+    min_per_provider: int = 5
+
+    def __post_init__(self) -> None:
+        if (self.fraction is None) == (self.count is None):
+            raise AuditConfigError("sample by a fraction or by a count, not both")
+        if self.fraction is not None and not 0 <= self.fraction <= 1:
+            raise AuditConfigError("the sample fraction must be in [0, 1]")
+        if self.count is not None and not 0 <= self.count <= MAX_RECEIPTS:
+            raise AuditConfigError("the sample count must be a count")
+        if not 0 <= self.min_per_provider <= MAX_RECEIPTS:
+            raise AuditConfigError("min_per_provider must be a count")
+
+    def sizes(self, strata: Mapping[str, int]) -> dict[str, int]:
+        """How many to sample in each stratum (provider -> its receipt count)."""
+        if self.fraction is not None:
+            wanted = {p: math.ceil(self.fraction * n) for p, n in strata.items()}
+        else:
+            assert self.count is not None
+            total = sum(strata.values())
+            if total == 0:
+                return dict.fromkeys(strata, 0)
+            exact = {p: self.count * n / total for p, n in strata.items()}
+            wanted = {p: math.floor(x) for p, x in exact.items()}
+            left = min(self.count, total) - sum(wanted.values())
+            for p in sorted(strata, key=lambda p: (-(exact[p] - wanted[p]), p))[:left]:
+                wanted[p] += 1
+        return {p: min(n, max(wanted[p], self.min_per_provider)) for p, n in strata.items()}
+
+    def describe(self) -> str:
+        base = (
+            f"{self.fraction:g} of each provider's receipts"
+            if self.fraction is not None
+            else f"{self.count} receipts in proportion to each provider's"
+        )
+        return f"{base}, at least {self.min_per_provider} per provider"
+
+
+def sample_key(seed: bytes, rid: bytes) -> bytes:
+    """Where a receipt ranks in its provider's sampling order (lowest first)."""
+    return hashlib.sha256(SAMPLE_DOMAIN + len(seed).to_bytes(4, "big") + seed + rid).digest()
+
+
+def choose_sample(
+    receipts: Mapping[str, Sequence[bytes]], rule: SamplingRule, seed: bytes
+) -> set[bytes]:
+    """The receipt ids (per provider: key id hex -> receipt ids) the rule picks under ``seed``."""
+    sizes = rule.sizes({p: len(ids) for p, ids in receipts.items()})
+    chosen: set[bytes] = set()
+    for provider, ids in receipts.items():
+        ranked = sorted(ids, key=lambda rid: sample_key(seed, rid))
+        chosen.update(ranked[: sizes[provider]])
+    return chosen
+
+
+# --- (a5)-(a6) one receipt ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One distinct decoded receipt for a worker: ``index`` orders results, nothing else."""
+
+    index: int
+    source: str
+    data: bytes
+    sampled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """What every worker needs, as plain values (pickled to processes and Dask workers): the
+    store's path (the same on every worker), the policy, and the instant receipts are judged
+    at, so every worker gives the same verdict."""
+
+    store: str
+    policy: AuditPolicy
+    at_ms: int
+
+
+class _Context:
+    """A worker's state for one config: the store, one verifier per sampled/not, and recently
+    used models (parsing a model and hashing its weights is the costly part of a check)."""
+
+    MODELS = 8
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.store = ObjectStore.open(Path(config.store))
+        clock = FixedClock(config.at_ms)
+        self.verifiers = {
+            sampled: Verifier(config.policy.verifier_policy(sampled=sampled), clock=clock)
+            for sampled in (False, True)
+        }
+        self.models: OrderedDict[Digest, LoadedModel] = OrderedDict()
+
+    def model(self, digest: Digest) -> LoadedModel:
+        if digest in self.models:
+            self.models.move_to_end(digest)
+            return self.models[digest]
+        loaded = self.store.model(digest)
+        self.models[digest] = loaded
+        if len(self.models) > self.MODELS:
+            self.models.popitem(last=False)
+        return loaded
+
+
+_CONTEXTS: dict[WorkerConfig, _Context] = {}
+_CONTEXT_LOCK = threading.Lock()
+
+
+def _context(config: WorkerConfig) -> _Context:
+    with _CONTEXT_LOCK:
+        context = _CONTEXTS.get(config)
+        if context is None:
+            _CONTEXTS.clear()  # one audit at a time per worker
+            context = _CONTEXTS[config] = _Context(config)
+        return context
+
+
+def check_batch(config: WorkerConfig, tasks: Sequence[Task]) -> list[tuple[int, ItemResult]]:
+    """Check ``tasks`` (the executors' unit of work); each result is keyed by its task's index,
+    so a batch run twice (a worker died after finishing it) is still counted once. A check
+    that raises (a defect, not a verdict) makes that receipt unchecked, with the error, and
+    the audit of the others goes on."""
+    results = []
+    for task in tasks:
+        try:
+            result = check_task(config, task)
+        except Exception as e:  # noqa: BLE001 - reported per receipt, never hidden
+            result = unchecked_task(task, f"the check raised {type(e).__name__}: {e}")
+        results.append((task.index, result))
+    return results
+
+
+def check_task(config: WorkerConfig, task: Task) -> ItemResult:
+    """Steps (a5) and (a6) for one receipt; never raises for anything the receipt or the store
+    holds (a failure is the result)."""
+    context = _context(config)
+    receipt, rid, key_id = _decoded(task.data)
+    base = _base(task, receipt, rid, key_id)
+    try:
+        model = context.model(receipt.model)
+        inputs = context.store.tensors(receipt.inputs.digest)
+        outputs = context.store.tensors(receipt.outputs.digest)
+    except ObjectStoreError as e:
+        finding = Finding("audit", "a5 objects", str(e))
+        return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
+    report = context.verifiers[task.sampled].check(
+        task.data, model=model, inputs=inputs, outputs=outputs
+    )
+    return _from_report(base, report)
+
+
+def _decoded(data: bytes) -> tuple[Receipt, bytes, str]:
+    envelope = Envelope.from_bytes(data)
+    receipt = Receipt.decode(envelope.payload)
+    return receipt, receipt_id(envelope.payload).value, receipt.provider.hex()
+
+
+def _base(task: Task, receipt: Receipt, rid: bytes, key_id: str) -> dict[str, Any]:
+    return {
+        "source": task.source,
+        "receipt_id": f"sha256:{rid.hex()}",
+        "provider": key_id,
+        "asset": receipt.meter.price.asset,
+        "amount": receipt.meter.amount,
+        "sampled": task.sampled,
+        "model": str(receipt.model),
+        "inputs": str(receipt.inputs.digest),
+        "outputs": str(receipt.outputs.digest),
+    }
+
+
+def _from_report(base: dict[str, Any], report: Report) -> ItemResult:
+    findings = tuple(
+        Finding(rung.rung, step.step, step.reason)
+        for rung in report.rungs
+        for step in rung.failures()
+    )
+    missing = tuple(
+        Finding(name, "-", "required rung did not run")
+        for name in report.required
+        if report.rung(name).status is Status.NOT_RUN
+    )
+    return ItemResult(
+        **base,
+        outcome=Outcome.PASSED if report else Outcome.FAILED,
+        rungs=report.required,
+        findings=findings + (missing if not report and not findings else ()),
+    )
+
+
+# --- the whole audit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRun:
+    """What an audit found: one ``ItemResult`` per distinct receipt (and per unreadable or
+    undecodable file), sorted by ``ItemResult.sort_key``; the duplicates; and what it ran
+    under. A pure function of the receipts, the store, the policy, the rule, the seed and
+    ``at_ms``."""
+
+    items: tuple[ItemResult, ...]
+    duplicates: tuple[Duplicate, ...]
+    seed: bytes
+    rule: SamplingRule
+    policy: AuditPolicy
+    at_ms: int
+    workers: str
+
+
+class Executor(Protocol):
+    """Runs ``check_batch`` over tasks somewhere and gives back every task's result by index;
+    ``done(n)`` is called as n more tasks finish (for progress)."""
+
+    def describe(self) -> str: ...
+
+    def run(
+        self, config: WorkerConfig, tasks: Sequence[Task], done: Callable[[int], None]
+    ) -> dict[int, ItemResult]: ...
+
+
+def run_audit(
+    sources: Iterable[Submitted],
+    *,
+    store: Path,
+    rule: SamplingRule,
+    seed: bytes,
+    policy: AuditPolicy,
+    executor: Executor,
+    at_ms: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditRun:
+    """Steps (a1)-(a6) over ``sources``; receipts are judged as of ``at_ms`` (time-dependent
+    checks: issued in the future, too old). ``progress(done, total)`` follows the checks."""
+    ObjectStore.open(store)  # a path that is not a store is bad input before anything runs
+    unchecked: list[ItemResult] = []
+    first: dict[bytes, Submitted] = {}
+    duplicates: list[Duplicate] = []
+    by_provider: dict[str, list[bytes]] = {}
+    for submitted in sources:
+        if submitted.problem is not None:  # (a1)
+            unchecked.append(_unattributed(submitted.source, "a1 read", submitted.problem))
+            continue
+        try:  # (a2)
+            _, rid, key_id = _decoded(submitted.data)
+        except ReceiptsError as e:
+            unchecked.append(_unattributed(submitted.source, "a2 decode", str(e)))
+            continue
+        if rid in first:  # (a3)
+            duplicates.append(Duplicate(submitted.source, f"sha256:{rid.hex()}", first[rid].source))
+            continue
+        first[rid] = submitted
+        by_provider.setdefault(key_id, []).append(rid)
+    chosen = choose_sample(by_provider, rule, seed)  # (a4)
+    tasks = [
+        Task(index, submitted.source, submitted.data, rid in chosen)
+        for index, (rid, submitted) in enumerate(sorted(first.items()))
+    ]
+    finished = 0
+
+    def done(n: int) -> None:
+        nonlocal finished
+        finished = min(finished + n, len(tasks))
+        if progress is not None:
+            progress(finished, len(tasks))
+
+    results = executor.run(WorkerConfig(str(store), policy, at_ms), tasks, done)  # (a5)-(a6)
+    lost = [t for t in tasks if t.index not in results]
+    if lost:  # an executor must account for every task; this is a bug if it happens
+        raise AssertionError(f"{len(lost)} receipts came back from no worker")
+    items = sorted([*results.values(), *unchecked], key=ItemResult.sort_key)
+    return AuditRun(
+        items=tuple(items),
+        duplicates=tuple(sorted(duplicates, key=lambda d: (d.receipt_id, d.source))),
+        seed=seed,
+        rule=rule,
+        policy=policy,
+        at_ms=at_ms,
+        workers=executor.describe(),
+    )
+
+
+def _unattributed(source: str, step: str, reason: str) -> ItemResult:
+    return ItemResult(
+        source=source,
+        receipt_id=None,
+        provider=None,
+        asset=None,
+        amount=0,
+        sampled=False,
+        outcome=Outcome.UNCHECKED,
+        rungs=(),
+        findings=(Finding("audit", step, reason),),
+    )
+
+
+def unchecked_task(task: Task, reason: str) -> ItemResult:
+    """The result of a task no worker could finish (a worker died on it every time, or the
+    check itself raised something unexpected): unchecked, with the reason."""
+    try:
+        receipt, rid, key_id = _decoded(task.data)
+    except ReceiptsError:  # decoded once already; kept total
+        return _unattributed(task.source, "a6 rungs", reason)
+    base = _base(task, receipt, rid, key_id)
+    finding = Finding("audit", "a6 rungs", reason)
+    return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
+
+
+def report_of(run: AuditRun, source: str) -> AuditReport:
+    """The ``AuditReport`` (``receipts.scorecard``) of ``run``, its source described as
+    ``source``; the instant receipts were judged at and the executor go into the policy
+    summary (they are part of what was run, not of what was found)."""
+    return AuditReport(
+        items=run.items,
+        source=source,
+        sampling=run.rule.describe(),
+        seed=_seed_text(run.seed),
+        policy={**run.policy.describe(), "judged_at_ms": run.at_ms, "workers": run.workers},
+        duplicates=run.duplicates,
+        confidence=run.policy.confidence,
+    )
+
+
+def _seed_text(seed: bytes) -> str | bytes:
+    """The seed as the user typed it when it is text (reports show it for replay), else bytes."""
+    try:
+        text = seed.decode("utf-8")
+    except UnicodeDecodeError:
+        return seed
+    return text if text.isprintable() else seed

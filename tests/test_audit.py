@@ -1,0 +1,310 @@
+"""Audits at scale: a generated population (four providers, one cheating on 4% of its receipts
+through the fault drill, one store object corrupted) audited in this process, by a local pool
+and by a real Dask cluster, with workers killed mid-audit; sampling rules as properties; bad
+sources and policies."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fixtures.population import CLOCK_MS, Population, make_population
+from receipts.audit import (
+    AuditPolicy,
+    AuditRun,
+    Executor,
+    SamplingRule,
+    Submitted,
+    choose_sample,
+    folder_source,
+    load_policy,
+    run_audit,
+)
+from receipts.errors import AuditConfigError, InputError, KeyFileError, SchedulerError
+from receipts.executors import DaskExecutor, InlineExecutor, LocalExecutor
+from receipts.scorecard import Outcome
+from tests.clusterkit import dask_cluster
+
+PER_PROVIDER = 500
+RULE = SamplingRule(fraction=0.1, min_per_provider=5)
+SEED = b"audit-test"
+AT_MS = CLOCK_MS + 60_000
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
+    return make_population(tmp_path_factory.mktemp("population"), per_provider=PER_PROVIDER)
+
+
+def _audit(
+    population: Population,
+    executor: Executor,
+    progress: Callable[[int, int], None] | None = None,
+    **changes: Any,
+) -> AuditRun:
+    kwargs: dict[str, Any] = {
+        "store": population.store, "rule": RULE, "seed": SEED, "policy": AuditPolicy(),
+        "at_ms": AT_MS, **changes,
+    }  # fmt: skip
+    return run_audit(folder_source(population.folder), executor=executor, progress=progress,
+                     **kwargs)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inline(population: Population) -> AuditRun:
+    return _audit(population, InlineExecutor())
+
+
+# --- what the audit finds ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_cheater_is_caught_on_its_sample_and_nothing_is_said_against_honest_providers(
+    population: Population, inline: AuditRun
+) -> None:
+    by_name = {key: name for name, key in population.keys.items()}
+    failed = [i for i in inline.items if i.outcome is Outcome.FAILED]
+    sampled = {i.receipt_id for i in inline.items if i.sampled}
+    # Exactly the cheated receipts the sample reached fail, all at re-execution.
+    assert {i.receipt_id for i in failed} == population.cheated & sampled
+    assert failed, "this seed's sample must reach some cheated receipts"
+    assert {by_name[i.provider or ""] for i in failed} == {population.cheater}
+    assert all(f.rung == "reexec" and f.step == "11 outputs" for i in failed for f in i.findings)
+    # Unsampled cheated receipts pass the cheap rungs: only re-execution can see them.
+    missed = [i for i in inline.items if i.receipt_id in population.cheated - sampled]
+    assert missed and all(i.outcome is Outcome.PASSED for i in missed)
+
+
+@pytest.mark.slow
+def test_each_provider_gets_the_expected_sample(inline: AuditRun) -> None:
+    per = Counter(i.provider for i in inline.items if i.sampled)
+    expected = max(RULE.min_per_provider, math.ceil(0.1 * PER_PROVIDER))
+    assert sorted(per.values()) == [expected] * 4
+    assert all(set(i.rungs) == {"signature", "digests", "reexec"} for i in inline.items
+               if i.sampled and i.outcome is not Outcome.UNCHECKED)  # fmt: skip
+    assert all(set(i.rungs) == {"signature", "digests"} for i in inline.items
+               if not i.sampled and i.outcome is not Outcome.UNCHECKED)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_corrupted_object_is_reported_for_its_receipt_and_the_rest_is_audited(
+    population: Population, inline: AuditRun
+) -> None:
+    [unchecked] = [i for i in inline.items if i.outcome is Outcome.UNCHECKED]
+    assert unchecked.receipt_id == population.corrupted
+    [finding] = unchecked.findings
+    assert finding.step == "a5 objects"
+    assert unchecked.inputs is not None and unchecked.inputs in finding.reason
+    assert len(inline.items) == population.receipts
+
+
+# --- the same report whatever runs it ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_local_workers_give_the_same_result(population: Population, inline: AuditRun) -> None:
+    assert _audit(population, LocalExecutor(2)).items == inline.items
+
+
+@pytest.mark.slow
+def test_a_local_worker_killed_mid_audit_loses_and_double_counts_nothing(
+    population: Population, inline: AuditRun
+) -> None:
+    killed = threading.Event()
+
+    def kill_one_worker(done: int, total: int) -> None:
+        if done >= total // 4 and not killed.is_set():
+            # Pool workers are the forkserver's children (the forkserver is ours).
+            workers = [c for p in psutil.Process().children() for c in p.children()]
+            if workers:
+                workers[0].kill()
+                killed.set()
+
+    run = _audit(population, LocalExecutor(2, batch=8), progress=kill_one_worker)
+    assert killed.is_set()
+    assert run.items == inline.items
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_same_result_even_when_a_worker_dies(
+    population: Population, inline: AuditRun, tmp_path: Path
+) -> None:
+    with dask_cluster(tmp_path, workers=2) as cluster:
+        assert _audit(population, DaskExecutor(cluster.address)).items == inline.items
+        killed = threading.Event()
+
+        def kill_one_worker(done: int, total: int) -> None:
+            if done >= total // 4 and not killed.is_set():
+                killed.set()
+                cluster.kill_worker(0)
+
+        run = _audit(population, DaskExecutor(cluster.address, batch=8), progress=kill_one_worker)
+        assert killed.is_set()
+        assert run.items == inline.items
+
+
+def test_an_unreachable_scheduler_is_a_typed_error(tmp_path: Path) -> None:
+    population_free = tmp_path / "empty"
+    population_free.mkdir()
+    store = tmp_path / "store"
+    from receipts.objects import ObjectStore  # noqa: PLC0415
+
+    ObjectStore.create(store)
+    with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler"):
+        run_audit(
+            [Submitted("x.rcpt", b"junk")], store=store, rule=RULE, seed=SEED,
+            policy=AuditPolicy(), at_ms=AT_MS,
+            executor=DaskExecutor("tcp://127.0.0.1:9", timeout_s=1.0),
+        )  # fmt: skip
+
+
+# --- sources: duplicates, unreadable and undecodable files -------------------------------------
+
+
+@pytest.mark.slow
+def test_duplicates_and_undecodable_files_are_reported_and_the_rest_audited(
+    population: Population, inline: AuditRun, tmp_path: Path
+) -> None:
+    folder = tmp_path / "receipts"
+    shutil.copytree(population.folder, folder)
+    original = next((folder / "alpha").glob("*.rcpt"))
+    shutil.copy(original, folder / "alpha" / "copy.rcpt")
+    (folder / "garbage.rcpt").write_bytes(b"\x00not a receipt")
+    run = run_audit(
+        folder_source(folder), store=population.store, rule=RULE, seed=SEED,
+        policy=AuditPolicy(), at_ms=AT_MS, executor=InlineExecutor(),
+    )  # fmt: skip
+    [duplicate] = run.duplicates
+    assert (duplicate.source, duplicate.first_source) == (
+        "alpha/copy.rcpt",
+        original.relative_to(folder).as_posix(),
+    )
+    [garbage] = [i for i in run.items if i.provider is None]
+    assert garbage.outcome is Outcome.UNCHECKED and garbage.findings[0].step == "a2 decode"
+    assert [i for i in run.items if i.provider is not None] == list(inline.items)
+
+
+def test_a_folder_that_is_not_there_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a folder of receipts"):
+        list(folder_source(tmp_path / "missing"))
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 400), max_size=6),
+    st.floats(0, 1),
+    st.integers(0, 20),
+)
+def test_a_fraction_takes_its_share_of_each_provider_and_the_minimum(
+    strata: dict[str, int], fraction: float, minimum: int
+) -> None:
+    sizes = SamplingRule(fraction=fraction, min_per_provider=minimum).sizes(strata)
+    for provider, n in strata.items():
+        assert sizes[provider] == min(n, max(math.ceil(fraction * n), minimum))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 400), max_size=6),
+    st.integers(0, 3000),
+)
+def test_a_count_is_split_in_proportion(strata: dict[str, int], count: int) -> None:
+    sizes = SamplingRule(count=count, min_per_provider=0).sizes(strata)
+    assert sum(sizes.values()) == min(count, sum(strata.values()))
+    total = sum(strata.values())
+    for provider, n in strata.items():
+        assert sizes[provider] <= n
+        if total:
+            assert abs(sizes[provider] - count * n / total) < 1 + 1e-9 or sizes[provider] == n
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), unique=True, max_size=60), st.randoms())
+def test_the_sample_depends_on_the_set_and_the_seed_not_the_order(
+    ids: list[bytes], rnd: Any
+) -> None:
+    rule = SamplingRule(fraction=0.3, min_per_provider=2)
+    shuffled = list(ids)
+    rnd.shuffle(shuffled)
+    assert choose_sample({"p": ids}, rule, b"s") == choose_sample({"p": shuffled}, rule, b"s")
+
+
+def test_another_seed_draws_another_sample() -> None:
+    ids = [bytes([i]) * 32 for i in range(200)]
+    rule = SamplingRule(fraction=0.1, min_per_provider=0)
+    assert choose_sample({"p": ids}, rule, b"one") != choose_sample({"p": ids}, rule, b"two")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"fraction": 0.1, "count": 3}, {"fraction": 1.5}, {"fraction": -0.1}, {"count": -1},
+     {"fraction": 0.1, "min_per_provider": -1}],
+    ids=["neither", "both", "fraction_above_1", "negative_fraction", "negative_count",
+         "negative_minimum"],
+)  # fmt: skip
+def test_impossible_sampling_rules_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(AuditConfigError):
+        SamplingRule(**kwargs)
+
+
+# --- policy files ------------------------------------------------------------------------------
+
+
+def test_a_policy_file_reads_keys_relative_to_itself(population: Population) -> None:
+    policy_file = population.key_files["alpha"].parent / "policy.toml"
+    policy_file.write_text(
+        'trusted_keys = ["alpha.pem.pub", "beta.pem.pub"]\nmin_per_provider = 7\n'
+        "exact = true\nmax_age_s = 60\nconfidence = 0.99\n"
+    )
+    policy = load_policy(policy_file)
+    assert policy.describe()["trusted_keys"] == [population.keys["alpha"], population.keys["beta"]]
+    assert (policy.min_per_provider, policy.exact, policy.max_age_ms, policy.confidence) == (
+        7, True, 60_000, 0.99,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "fragment"),
+    [
+        ("sample = 0.1\n", AuditConfigError, "unknown key(s) sample"),
+        ("exact = 1\n", AuditConfigError, "exact must be a bool"),
+        ("rtol = -1.0\n", AuditConfigError, "must not be negative"),
+        ('sample_rungs = ["spot-check"]\n', AuditConfigError, "only reexec"),
+        ("trusted_keys = 'a.pub'\n", AuditConfigError, "must be a list"),
+        ('trusted_keys = ["missing.pub"]\n', KeyFileError, "missing.pub"),
+        ("confidence = 1.0\n", AuditConfigError, "confidence"),
+        ("exact = \n", AuditConfigError, "not a TOML policy"),
+    ],
+    ids=["unknown_key", "wrong_type", "negative_tolerance", "unknown_rung", "keys_not_a_list",
+         "missing_key_file", "confidence_of_one", "not_toml"],
+)  # fmt: skip
+def test_bad_policy_files_are_refused_naming_the_key(
+    tmp_path: Path, text: str, error: type[Exception], fragment: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_policy(path)
+
+
+@pytest.mark.slow
+def test_a_pinned_policy_fails_receipts_of_other_keys(population: Population) -> None:
+    policy_file = population.key_files["alpha"].parent / "pinned.toml"
+    policy_file.write_text('trusted_keys = ["alpha.pem.pub"]\n')
+    run = _audit(population, InlineExecutor(), policy=load_policy(policy_file))
+    others = [i for i in run.items if i.provider != population.keys["alpha"]]
+    assert others and all(i.outcome is Outcome.FAILED for i in others)
+    assert all(i.findings[0].step == "3 signature" for i in others)
