@@ -8,9 +8,12 @@ Then settlement (``cli.demo_settle``): requests held in escrow, claims, a refund
 bond after a ruling, releases, a signed checkpoint with proofs, and a co-signed batch.
 Then the tee rung (``cli.demo_tee``): a receipt attested by the Nitro simulator accepted with its
 root and PCR0 pinned, two forgeries refused, and a real AWS Nitro document verified at its time.
-Last, the zk rung (``cli.demo_zk``): an integer model compiled to a circuit, Groth16 keys set up
+Then the zk rung (``cli.demo_zk``): an integer model compiled to a circuit, Groth16 keys set up
 from a development powers-of-tau file under a signed manifest, a receipt proven, accepted on its
 proof alone (no model, pure Python) and refused with a tampered output file.
+Last of all, an audit (``cli.demo_audit``): two providers' receipts filed in a content-addressed
+store, one faulted by the drill, re-executed and found; the HTML report is kept in
+``demo-audit.html``.
 Each step is the ``receipts`` command a user would type, run as a separate process.
 
     python -m cli.demo [--workdir DIR]
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.demo_audit import audit_part
 from cli.demo_settle import settlement
 from cli.demo_tee import tee
 from cli.demo_zk import zero_knowledge
@@ -49,7 +54,8 @@ def step(title: str, *args: str, expect: int = 0) -> str:
     return done.stdout
 
 
-def demo(work: Path) -> None:
+def demo(work: Path) -> Path:
+    """Every step in ``work``; returns the audit's HTML report."""
     key, out = work / "provider.pem", work / "out"
     step("1. provider makes an Ed25519 key", "keygen", str(key))
     step(
@@ -114,14 +120,17 @@ def demo(work: Path) -> None:
     settlement(work, key, work / "referee.pem", step)
     tee(work, key, step)
     zero_knowledge(work, key, step)
+    html = audit_part(work, key, step, MODEL, INPUTS)
     print(
         "\ndemo: every step behaved as expected (release once, refuse twice; the faulted "
         "provider caught by the spot check, disputed, and ruled provider-fault; four requests "
         "settled: three released, the drill refunded with its bond slashed; the log proved and "
         "the batch co-signed; an attested receipt accepted, two forged attestations refused, "
         "and a real AWS Nitro document verified at its own time and refused today; a receipt "
-        "accepted on its zero-knowledge proof alone and refused with a tampered output)."
+        "accepted on its zero-knowledge proof alone and refused with a tampered output; an "
+        "audit of two providers' receipts found the drill's faulted one)."
     )
+    return html
 
 
 def drill(work: Path, key: Path) -> None:
@@ -158,13 +167,20 @@ def drill(work: Path, key: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: a temp folder)")
+    parser.add_argument(
+        "--report", type=Path, default=Path("demo-audit.html"),
+        help="where to keep the audit's HTML report (replaced on each run)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        demo(args.workdir)
-        return
-    with tempfile.TemporaryDirectory(prefix="receipts-demo-") as tmp:
-        demo(Path(tmp))
+        html = demo(args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="receipts-demo-") as tmp:
+            html = demo(Path(tmp))
+            shutil.copyfile(html, args.report)
+            html = args.report
+    print(f"The audit report, one self-contained file to open in a browser: {html.resolve()}")
 
 
 if __name__ == "__main__":

@@ -271,7 +271,9 @@ class SamplingRule:
 
     def describe(self) -> str:
         base = (
-            f"{self.fraction:g} of each provider's receipts"
+            "every receipt"
+            if self.fraction == 1
+            else f"{self.fraction:.4g} of each provider's receipts"
             if self.fraction is not None
             else f"{self.count} receipts in proportion to each provider's"
         )
