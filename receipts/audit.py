@@ -31,33 +31,35 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from receipts.audit_policy import MAX_RECEIPTS, AuditPolicy, load_policy
 from receipts.digests import Digest
 from receipts.effects import FixedClock
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
 from receipts.errors import AuditConfigError, InputError, ObjectStoreError, ReceiptsError
 from receipts.events import Claim, decode_event
 from receipts.files import read_limited
-from receipts.keys import PublicKey
 from receipts.model import LoadedModel
 from receipts.objects import ObjectStore
 from receipts.receipt import Receipt, receipt_id
-from receipts.report import Policy, Report, Status
+from receipts.report import Report, Status
 from receipts.scorecard import AuditReport, Duplicate, Finding, ItemResult, Outcome
 from receipts.store import SqliteStore
-from receipts.tolerance import Tolerance
 from receipts.verifier import Verifier
+
+__all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-exported here
+    "AuditPolicy", "AuditRun", "Executor", "SamplingRule", "Submitted", "Task", "WorkerConfig",
+    "check_batch", "check_task", "choose_sample", "folder_source", "ledger_source",
+    "load_policy", "report_of", "run_audit", "sample_key", "unchecked_task",
+]  # fmt: skip
 
 SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
 RECEIPT_SUFFIX = ".rcpt"
-SAMPLE_RUNGS = ("reexec",)  # what the sample may add to signature and digests
-MAX_RECEIPTS = 10_000_000
 
 
 # --- (a1) sources ------------------------------------------------------------------------------
@@ -97,136 +99,6 @@ def ledger_source(db: Path, *, chunk: int = 1024) -> Iterator[Submitted]:
                     yield Submitted(f"ledger entry {lo + offset}", event.receipt)
     finally:
         store.close()
-
-
-# --- policy ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditPolicy:
-    """What the audit accepts. Plain values only, so it travels to worker processes and Dask
-    workers: trusted provider keys as (scheme, raw public key) pairs (none: the key in each
-    receipt, reported as unpinned), the rungs the sample adds, tolerance, and the sampling
-    minimum and confidence the scorecards use."""
-
-    trusted_keys: tuple[tuple[str, bytes], ...] | None = None
-    sample_rungs: tuple[str, ...] = SAMPLE_RUNGS
-    exact: bool = False
-    rtol: float = 1e-5
-    atol: float = 1e-6
-    max_age_ms: int | None = None
-    min_per_provider: int = 5
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        unknown = set(self.sample_rungs) - set(SAMPLE_RUNGS)
-        if unknown:
-            raise AuditConfigError(
-                f"sample rung(s) {', '.join(sorted(unknown))}: only {', '.join(SAMPLE_RUNGS)}"
-            )
-        if not 0 <= self.min_per_provider <= MAX_RECEIPTS:
-            raise AuditConfigError("min_per_provider must be a count")
-        if not 0.5 <= self.confidence < 1:
-            raise AuditConfigError("confidence must be in [0.5, 1)")
-        if not (self.rtol >= 0 and self.atol >= 0):
-            raise AuditConfigError("rtol and atol must not be negative")
-        if self.max_age_ms is not None and self.max_age_ms < 0:
-            raise AuditConfigError("max_age_ms must not be negative")
-
-    def verifier_policy(self, *, sampled: bool) -> Policy:
-        keys = None
-        if self.trusted_keys is not None:
-            keys = tuple(PublicKey.parse(scheme, raw) for scheme, raw in self.trusted_keys)
-        required = ("signature", "digests", *(self.sample_rungs if sampled else ()))
-        return Policy(
-            trusted_keys=keys,
-            required=required,
-            tolerance=Tolerance(rtol=self.rtol, atol=self.atol),
-            exact=self.exact,
-            max_age_ms=self.max_age_ms,
-        )
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "trusted_keys": None
-            if self.trusted_keys is None
-            else [PublicKey.parse(s, r).key_id.hex() for s, r in self.trusted_keys],
-            "every_receipt": ["signature", "digests"],
-            "sample": ["signature", "digests", *self.sample_rungs],
-            "exact": self.exact,
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "max_age_ms": self.max_age_ms,
-            "min_per_provider": self.min_per_provider,
-            "confidence": self.confidence,
-        }
-
-
-_POLICY_KEYS = {
-    "trusted_keys", "sample_rungs", "exact", "rtol", "atol", "max_age_s", "min_per_provider",
-    "confidence",
-}  # fmt: skip
-
-
-def load_policy(path: Path) -> AuditPolicy:
-    """An ``AuditPolicy`` from a TOML file; unknown keys, wrong types and key files that do not
-    load are ``AuditConfigError``/``InputError`` naming the key. Key paths are relative to the
-    file::
-
-        trusted_keys = ["keys/provider-a.pub", "keys/provider-b.pub"]
-        sample_rungs = ["reexec"]
-        exact = false
-        rtol = 1e-5
-        atol = 1e-6
-        max_age_s = 2592000
-        min_per_provider = 5
-        confidence = 0.95
-    """
-    try:
-        table = tomllib.loads(read_limited(path, 1 << 20, "audit policy").decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise AuditConfigError(f"{path}: not a TOML policy ({e})") from e
-    unknown = sorted(set(table) - _POLICY_KEYS)
-    if unknown:
-        raise AuditConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for name, kind in (
-        ("exact", bool), ("rtol", float), ("atol", float), ("min_per_provider", int),
-        ("confidence", float),
-    ):  # fmt: skip
-        if name in table:
-            kwargs[name] = _typed(path, name, table[name], kind)
-    if "max_age_s" in table:
-        kwargs["max_age_ms"] = _typed(path, "max_age_s", table["max_age_s"], int) * 1000
-    if "sample_rungs" in table:
-        kwargs["sample_rungs"] = tuple(
-            _typed(path, "sample_rungs", r, str) for r in _list(path, table, "sample_rungs")
-        )
-    if "trusted_keys" in table:
-        keys = []
-        for entry in _list(path, table, "trusted_keys"):
-            key = PublicKey.load(path.parent / _typed(path, "trusted_keys", entry, str))
-            keys.append((key.scheme, key.raw))
-        kwargs["trusted_keys"] = tuple(keys)
-    try:
-        return AuditPolicy(**kwargs)
-    except AuditConfigError as e:
-        raise AuditConfigError(f"{path}: {e}") from e
-
-
-def _list(path: Path, table: Mapping[str, Any], name: str) -> list[Any]:
-    value = table[name]
-    if not isinstance(value, list):
-        raise AuditConfigError(f"{path}: {name} must be a list")
-    return value
-
-
-def _typed(path: Path, name: str, value: object, kind: type) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not kind:
-        raise AuditConfigError(f"{path}: {name} must be a {kind.__name__}")
-    return value
 
 
 # --- (a4) sampling -----------------------------------------------------------------------------
@@ -329,12 +201,18 @@ class _Context:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.store = ObjectStore.open(Path(config.store))
-        clock = FixedClock(config.at_ms)
-        self.verifiers = {
-            sampled: Verifier(config.policy.verifier_policy(sampled=sampled), clock=clock)
-            for sampled in (False, True)
-        }
+        self.policy, self.clock = config.policy, FixedClock(config.at_ms)
+        self.verifiers: dict[tuple[bool, frozenset[str]], Verifier] = {}
         self.models: OrderedDict[Digest, LoadedModel] = OrderedDict()
+
+    def verifier(self, *, sampled: bool, evidence: frozenset[str]) -> Verifier:
+        """One verifier per kind of receipt (sampled or not, which evidence it carries), so
+        meter plans and onnxruntime sessions are shared across receipts of that kind."""
+        key = (sampled, evidence)
+        if key not in self.verifiers:
+            policy = self.policy.verifier_policy(sampled=sampled, evidence=evidence)
+            self.verifiers[key] = Verifier(policy, clock=self.clock)
+        return self.verifiers[key]
 
     def model(self, digest: Digest) -> LoadedModel:
         if digest in self.models:
@@ -379,7 +257,9 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     """Steps (a5) and (a6) for one receipt; never raises for anything the receipt or the store
     holds (a failure is the result)."""
     context = _context(config)
+    envelope = Envelope.from_bytes(task.data)
     receipt, rid, key_id = _decoded(task.data)
+    evidence = frozenset(a.type for a in envelope.attachments) & config.policy.evidence
     base = _base(task, receipt, rid, key_id)
     try:
         model = context.model(receipt.model)
@@ -388,9 +268,8 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     except ObjectStoreError as e:
         finding = Finding("audit", "a5 objects", str(e))
         return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
-    report = context.verifiers[task.sampled].check(
-        task.data, model=model, inputs=inputs, outputs=outputs
-    )
+    verifier = context.verifier(sampled=task.sampled, evidence=evidence)
+    report = verifier.check(task.data, model=model, inputs=inputs, outputs=outputs)
     return _from_report(base, report)
 
 

@@ -5,7 +5,9 @@ sources and policies."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import shutil
 import threading
 from collections import Counter
@@ -32,7 +34,7 @@ from receipts.audit import (
 )
 from receipts.errors import AuditConfigError, InputError, KeyFileError, SchedulerError
 from receipts.executors import DaskExecutor, InlineExecutor, LocalExecutor
-from receipts.scorecard import Outcome
+from receipts.scorecard import ItemResult, Outcome
 from tests.clusterkit import dask_cluster
 
 PER_PROVIDER = 500
@@ -308,3 +310,75 @@ def test_a_pinned_policy_fails_receipts_of_other_keys(population: Population) ->
     others = [i for i in run.items if i.provider != population.keys["alpha"]]
     assert others and all(i.outcome is Outcome.FAILED for i in others)
     assert all(i.findings[0].step == "3 signature" for i in others)
+
+
+# --- evidence rungs, where present -------------------------------------------------------------
+
+
+def test_evidence_rungs_run_on_the_receipts_that_carry_evidence(tmp_path: Path) -> None:
+    """The TEE fixtures audited with the simulator root pinned: attested receipts pass with the
+    tee rung, forged attestations fail it, receipts without one are not asked for one. The
+    fixtures are copies of one receipt with other attachments (one receipt id), so each is
+    audited on its own; together they are duplicates of the first."""
+    from fixtures.models import sample_inputs  # noqa: PLC0415
+    from receipts.model import load_model  # noqa: PLC0415
+    from receipts.objects import ObjectStore  # noqa: PLC0415
+    from receipts.runtime import OrtRunner, RuntimeSettings  # noqa: PLC0415
+    from tests.conftest import FIXTURES  # noqa: PLC0415
+
+    tee = FIXTURES / "tee"
+    store = ObjectStore.create(tmp_path / "store")
+    model = load_model(FIXTURES / "models" / "mlp.onnx")
+    inputs = sample_inputs("mlp")
+    store.add_model(model)
+    store.add_tensors(inputs)
+    store.add_tensors(OrtRunner(model, RuntimeSettings()).run(inputs))
+    shutil.copy(tee / "sim-root" / "root.pem", tmp_path / "root.pem")
+    (tmp_path / "policy.toml").write_text('[tee]\nroots = ["root.pem"]\n')
+    policy = load_policy(tmp_path / "policy.toml")
+
+    def audit_one(path: Path) -> ItemResult:
+        receipt = Submitted(path.name, path.read_bytes())
+        run = run_audit(
+            [receipt], store=tmp_path / "store", rule=RULE, seed=SEED, policy=policy,
+            at_ms=CLOCK_MS + 60_000, executor=InlineExecutor(),
+        )  # fmt: skip
+        [item] = run.items
+        return item
+
+    for name in ("attested_receipt.rcpt", "attested_key.rcpt"):
+        item = audit_one(tee / name)
+        assert item.outcome is Outcome.PASSED, item.findings
+        assert "tee" in item.rungs
+    for name in ("no_attestation.rcpt", "unknown_type_only.rcpt"):
+        item = audit_one(tee / "refused" / name)
+        assert item.outcome is Outcome.PASSED and "tee" not in item.rungs
+    absent = ("no_attestation.rcpt", "unknown_type_only.rcpt")
+    cases = [c for c in json.loads((tee / "cases.json").read_text()) if c["name"] not in absent]
+    assert len(cases) >= 5
+    for case in cases:
+        item = audit_one(tee / "refused" / case["name"])
+        assert item.outcome is Outcome.FAILED, case
+        assert [f.step for f in item.findings if f.rung == "tee"] == [case["step"]], case
+    together = run_audit(
+        folder_source(tee / "refused"), store=tmp_path / "store", rule=RULE, seed=SEED,
+        policy=policy, at_ms=CLOCK_MS + 60_000, executor=InlineExecutor(),
+    )  # fmt: skip
+    assert len(together.items) + len(together.duplicates) == len(list((tee / "refused").glob("*")))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[tee]\nroot = []\n", "unknown key(s) in [tee]: root"),
+        ('[tee]\nroots = []\npcrs = { 0 = "' + "00" * 48 + '" }\n', "TEE PCRs or allow_debug need"),
+        ("[zk]\npublishers = []\n", "[zk] needs a circuit folder"),
+        ("tee = 3\n", "[tee] must be a table"),
+    ],
+    ids=["unknown_tee_key", "pcrs_without_roots", "zk_without_circuit", "tee_not_a_table"],
+)
+def test_bad_evidence_tables_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(AuditConfigError, match=re.escape(fragment)):
+        load_policy(path)

@@ -647,3 +647,39 @@ def test_setup_and_prove_json_is_valid_json(world: World, tmp_path: Path) -> Non
     proved = invoke(*_prove(world, circuit, "--out", out, "--json"))
     assert proved.exit_code == 0, proved.output
     assert json.loads(proved.stdout)["wrote"] == str(out)
+
+
+# --- the zk rung in audits (where a receipt carries a proof) -----------------------------------
+
+
+def test_an_audit_runs_the_zk_rung_on_receipts_that_carry_a_proof(
+    world: World, tmp_path: Path
+) -> None:
+    receipts, store = tmp_path / "receipts", tmp_path / "store"
+    receipts.mkdir()
+    shutil.copy(world.proven, receipts / "proven.rcpt")
+    added = invoke("store", "add", store, world.model, world.inputs, world.outputs)
+    assert added.exit_code == 0, added.output
+    shutil.copy(PUBLISHER_PUB, tmp_path / "publisher.pub")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[zk]\ncircuit = "{world.circuit}"\npublishers = ["publisher.pub"]\n')
+    audit = invoke("audit", receipts, "--store", store, "--sample", "0", "--seed", "s",
+                   "--policy", policy, "--json", tmp_path / "a.json")  # fmt: skip
+    assert audit.exit_code == 0, audit.output
+    [item] = json.loads((tmp_path / "a.json").read_text())["items"]
+    assert "zk" in item["rungs"] and item["outcome"] == "passed"
+    # Another receipt (other inputs) carrying this proof fails the zk rung at its binding.
+    np.savez(tmp_path / "other.npz", x=sample_input("tiny_int", 2))
+    ran = invoke("run", world.model, "--input", tmp_path / "other.npz", "--key", PROVIDER,
+                 "--out", tmp_path / "other", "--store", store)  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    proof = Envelope.from_bytes(world.proven.read_bytes()).attachments[0]
+    other = Envelope.from_bytes((tmp_path / "other" / "receipt.rcpt").read_bytes())
+    (receipts / "forged.rcpt").write_bytes(other.attach(proof).to_bytes())
+    audit = invoke("audit", receipts, "--store", store, "--sample", "0", "--seed", "s",
+                   "--policy", policy, "--json", tmp_path / "b.json")  # fmt: skip
+    assert audit.exit_code == 1, audit.output
+    items = {i["source"]: i for i in json.loads((tmp_path / "b.json").read_text())["items"]}
+    assert items["proven.rcpt"]["outcome"] == "passed"
+    assert items["forged.rcpt"]["outcome"] == "failed"
+    assert [f["step"] for f in items["forged.rcpt"]["findings"]] == ["20 binding"]
