@@ -46,10 +46,12 @@ from receipts.events import Claim, decode_event
 from receipts.files import read_limited
 from receipts.model import LoadedModel
 from receipts.objects import ObjectStore
+from receipts.provider import RECEIPT_FILE, TRACE_FILE
 from receipts.receipt import Receipt, receipt_id
 from receipts.report import Report, Status
 from receipts.scorecard import AuditReport, Duplicate, Finding, ItemResult, Outcome
 from receipts.store import SqliteStore
+from receipts.trace import TraceReader
 from receipts.verifier import Verifier
 
 __all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-exported here
@@ -59,7 +61,8 @@ __all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-ex
 ]  # fmt: skip
 
 SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
-RECEIPT_SUFFIX = ".rcpt"
+SPOT_DOMAIN = b"inference-receipts/v1/audit-spot\x00"  # the spot check's node seed, per receipt
+RECEIPT_SUFFIX, TRACE_SUFFIX = ".rcpt", ".rtrc"
 
 
 # --- (a1) sources ------------------------------------------------------------------------------
@@ -67,23 +70,37 @@ RECEIPT_SUFFIX = ".rcpt"
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """One receipt to audit: where it came from and its bytes, or why they could not be read."""
+    """One receipt to audit: where it came from and its bytes, or why they could not be read;
+    ``trace``, the path of its trace file when one was found beside it (for spot checks)."""
 
     source: str
     data: bytes = b""
     problem: str | None = None
+    trace: str | None = None
 
 
 def folder_source(folder: Path) -> Iterator[Submitted]:
-    """Every ``*.rcpt`` file under ``folder``, in path order, named relative to it."""
+    """Every ``*.rcpt`` file under ``folder``, in path order, named relative to it; with the
+    trace file beside it if there is one (``NAME.rtrc`` beside ``NAME.rcpt``, or ``trace.rtrc``
+    beside ``receipt.rcpt`` as ``receipts run --trace`` writes them)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of receipts")
     for path in sorted(folder.rglob(f"*{RECEIPT_SUFFIX}")):
         name = path.relative_to(folder).as_posix()
         try:
-            yield Submitted(name, read_limited(path, MAX_ENVELOPE_BYTES, "receipt"))
+            data = read_limited(path, MAX_ENVELOPE_BYTES, "receipt")
         except ReceiptsError as e:
             yield Submitted(name, problem=str(e))
+            continue
+        yield Submitted(name, data, trace=_trace_beside(path))
+
+
+def _trace_beside(receipt: Path) -> str | None:
+    candidates = [receipt.with_suffix(TRACE_SUFFIX)]
+    if receipt.name == RECEIPT_FILE:
+        candidates.append(receipt.with_name(TRACE_FILE))
+    found = next((c for c in candidates if c.is_file()), None)
+    return None if found is None else str(found.resolve())
 
 
 def ledger_source(db: Path, *, chunk: int = 1024) -> Iterator[Submitted]:
@@ -180,17 +197,19 @@ class Task:
     source: str
     data: bytes
     sampled: bool
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """What every worker needs, as plain values (pickled to processes and Dask workers): the
-    store's path (the same on every worker), the policy, and the instant receipts are judged
-    at, so every worker gives the same verdict."""
+    store's path (the same on every worker), the policy, the instant receipts are judged at,
+    so every worker gives the same verdict, and the seed spot checks draw their nodes from."""
 
     store: str
     policy: AuditPolicy
     at_ms: int
+    seed: bytes = b""
 
 
 class _Context:
@@ -202,15 +221,15 @@ class _Context:
     def __init__(self, config: WorkerConfig) -> None:
         self.store = ObjectStore.open(Path(config.store))
         self.policy, self.clock = config.policy, FixedClock(config.at_ms)
-        self.verifiers: dict[tuple[bool, frozenset[str]], Verifier] = {}
+        self.verifiers: dict[tuple[bool, frozenset[str], bool], Verifier] = {}
         self.models: OrderedDict[Digest, LoadedModel] = OrderedDict()
 
-    def verifier(self, *, sampled: bool, evidence: frozenset[str]) -> Verifier:
-        """One verifier per kind of receipt (sampled or not, which evidence it carries), so
-        meter plans and onnxruntime sessions are shared across receipts of that kind."""
-        key = (sampled, evidence)
+    def verifier(self, *, sampled: bool, evidence: frozenset[str], traced: bool) -> Verifier:
+        """One verifier per kind of receipt (sampled or not, which evidence it carries, spot
+        checked or not), so meter plans and onnxruntime sessions are shared across them."""
+        key = (sampled, evidence, traced)
         if key not in self.verifiers:
-            policy = self.policy.verifier_policy(sampled=sampled, evidence=evidence)
+            policy = self.policy.verifier_policy(sampled=sampled, evidence=evidence, traced=traced)
             self.verifiers[key] = Verifier(policy, clock=self.clock)
         return self.verifiers[key]
 
@@ -268,8 +287,24 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     except ObjectStoreError as e:
         finding = Finding("audit", "a5 objects", str(e))
         return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
-    verifier = context.verifier(sampled=task.sampled, evidence=evidence)
-    report = verifier.check(task.data, model=model, inputs=inputs, outputs=outputs)
+    spot = task.sampled and config.policy.sample_rung(traced=task.trace is not None)
+    verifier = context.verifier(
+        sampled=task.sampled, evidence=evidence, traced=spot == "spot-check"
+    )
+    if spot != "spot-check":
+        report = verifier.check(task.data, model=model, inputs=inputs, outputs=outputs)
+        return _from_report(base, report)
+    assert task.trace is not None
+    try:
+        trace = TraceReader.open(Path(task.trace))
+    except ReceiptsError as e:
+        finding = Finding("audit", "a5 objects", f"trace {task.trace}: {e}")
+        return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
+    with trace:
+        seed = hashlib.sha256(SPOT_DOMAIN + config.seed + rid).digest()[:16]
+        report = verifier.check(
+            task.data, model=model, inputs=inputs, outputs=outputs, trace=trace, seed=seed
+        )
     return _from_report(base, report)
 
 
@@ -376,7 +411,7 @@ def run_audit(
         by_provider.setdefault(key_id, []).append(rid)
     chosen = choose_sample(by_provider, rule, seed)  # (a4)
     tasks = [
-        Task(index, submitted.source, submitted.data, rid in chosen)
+        Task(index, submitted.source, submitted.data, rid in chosen, submitted.trace)
         for index, (rid, submitted) in enumerate(sorted(first.items()))
     ]
     finished = 0
@@ -387,7 +422,8 @@ def run_audit(
         if progress is not None:
             progress(finished, len(tasks))
 
-    results = executor.run(WorkerConfig(str(store), policy, at_ms), tasks, done)  # (a5)-(a6)
+    config = WorkerConfig(str(store), policy, at_ms, seed)
+    results = executor.run(config, tasks, done)  # (a5)-(a6)
     lost = [t for t in tasks if t.index not in results]
     if lost:  # an executor must account for every task; this is a bug if it happens
         raise AssertionError(f"{len(lost)} receipts came back from no worker")

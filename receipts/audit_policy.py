@@ -5,7 +5,8 @@ only: keys as (scheme, raw) pairs, roots and circuit files as bytes) and made fr
 ``load_policy``, which refuses unknown keys and names the key at fault::
 
     trusted_keys = ["keys/provider-a.pub"]      # relative to the file; absent: each receipt's key
-    sample_rungs = ["reexec"]
+    sample_rungs = ["reexec"]                   # or ["spot-check"]: where a trace file is found
+    spot_samples = 8
     exact = false
     rtol = 1e-5
     atol = 1e-6
@@ -40,7 +41,9 @@ from receipts.nitro import NitroPolicy
 from receipts.report import Policy, ZkPolicy
 from receipts.tolerance import Tolerance
 
-SAMPLE_RUNGS = ("reexec",)  # what the sample may add to signature and digests
+# What the sample may add to signature and digests: re-execution, or a spot check of the
+# receipt's committed trace (where the trace file is found; re-execution where it is not).
+SAMPLE_RUNGS = ("reexec", "spot-check")
 MAX_RECEIPTS = 10_000_000
 
 
@@ -52,13 +55,14 @@ class AuditPolicy:
     minimum and confidence the scorecards use."""
 
     trusted_keys: tuple[tuple[str, bytes], ...] | None = None
-    sample_rungs: tuple[str, ...] = SAMPLE_RUNGS
+    sample_rungs: tuple[str, ...] = ("reexec",)
     exact: bool = False
     rtol: float = 1e-5
     atol: float = 1e-6
     max_age_ms: int | None = None
     min_per_provider: int = 5
     confidence: float = 0.95
+    spot_samples: int = 8
     # Evidence rungs, run on the receipts that carry such evidence: TEE roots (PEM) and PCRs;
     # one circuit's verification key and signed manifest (exact bytes) and their publishers.
     tee_roots: tuple[bytes, ...] = ()
@@ -75,11 +79,12 @@ class AuditPolicy:
             raise AuditConfigError("the zk rung needs a circuit and at least one publisher key")
         if (self.tee_pcrs or self.tee_allow_debug) and not self.tee_roots:
             raise AuditConfigError("TEE PCRs or allow_debug need at least one TEE root")
-        unknown = set(self.sample_rungs) - set(SAMPLE_RUNGS)
-        if unknown:
+        if len(self.sample_rungs) != 1 or self.sample_rungs[0] not in SAMPLE_RUNGS:
             raise AuditConfigError(
-                f"sample rung(s) {', '.join(sorted(unknown))}: only {', '.join(SAMPLE_RUNGS)}"
+                f"sample_rungs must be one of {' or '.join(repr([r]) for r in SAMPLE_RUNGS)}"
             )
+        if not 1 <= self.spot_samples <= 1 << 20:
+            raise AuditConfigError("spot_samples must be 1..1048576")
         if not 0 <= self.min_per_provider <= MAX_RECEIPTS:
             raise AuditConfigError("min_per_provider must be a count")
         if not 0.5 <= self.confidence < 1:
@@ -97,9 +102,12 @@ class AuditPolicy:
             | ({GROTH16_PROOF} if self.zk_manifest is not None else set())
         )
 
-    def verifier_policy(self, *, sampled: bool, evidence: frozenset[str] = frozenset()) -> Policy:
+    def verifier_policy(
+        self, *, sampled: bool, evidence: frozenset[str] = frozenset(), traced: bool = False
+    ) -> Policy:
         """The verifier's policy for a receipt: sampled or not, carrying ``evidence`` (the
-        attachment types present that this policy checks)."""
+        attachment types present that this policy checks), with its trace file at hand or not
+        (a spot check needs it; without it the sample re-executes)."""
         keys = None
         if self.trusted_keys is not None:
             keys = tuple(PublicKey.parse(scheme, raw) for scheme, raw in self.trusted_keys)
@@ -118,7 +126,7 @@ class AuditPolicy:
                 trusted_keys=tuple(PublicKey.parse(s, raw) for s, raw in self.zk_publishers),
             )
         required = (
-            "signature", "digests", *(self.sample_rungs if sampled else ()),
+            "signature", "digests", *((self.sample_rung(traced=traced),) if sampled else ()),
             *(("tee",) if tee else ()), *(("zk",) if zk else ()),
         )  # fmt: skip
         return Policy(
@@ -127,9 +135,15 @@ class AuditPolicy:
             tolerance=Tolerance(rtol=self.rtol, atol=self.atol),
             exact=self.exact,
             max_age_ms=self.max_age_ms,
+            spot_samples=self.spot_samples,
             tee=tee,
             zk=zk,
         )
+
+    def sample_rung(self, *, traced: bool) -> str:
+        """The rung a sampled receipt gets: a spot check if asked for and its trace is at hand,
+        else re-execution."""
+        return "spot-check" if self.sample_rungs == ("spot-check",) and traced else "reexec"
 
     def describe(self) -> dict[str, object]:
         return {
@@ -137,7 +151,9 @@ class AuditPolicy:
             if self.trusted_keys is None
             else [PublicKey.parse(s, r).key_id.hex() for s, r in self.trusted_keys],
             "every_receipt": ["signature", "digests"],
-            "sample": ["signature", "digests", *self.sample_rungs],
+            "sample": ["signature", "digests", *self.sample_rungs]
+            + (["reexec where no trace is found"] if self.sample_rungs == ("spot-check",) else []),
+            "spot_samples": self.spot_samples,
             "exact": self.exact,
             "rtol": self.rtol,
             "atol": self.atol,
@@ -166,7 +182,7 @@ class AuditPolicy:
 
 _POLICY_KEYS = {
     "trusted_keys", "sample_rungs", "exact", "rtol", "atol", "max_age_s", "min_per_provider",
-    "confidence", "tee", "zk",
+    "confidence", "spot_samples", "tee", "zk",
 }  # fmt: skip
 _TEE_KEYS = {"roots", "pcrs", "allow_debug"}
 _ZK_KEYS = {"circuit", "publishers"}
@@ -197,7 +213,7 @@ def load_policy(path: Path) -> AuditPolicy:
     kwargs: dict[str, Any] = {}
     for name, kind in (
         ("exact", bool), ("rtol", float), ("atol", float), ("min_per_provider", int),
-        ("confidence", float),
+        ("confidence", float), ("spot_samples", int),
     ):  # fmt: skip
         if name in table:
             kwargs[name] = _typed(path, name, table[name], kind)

@@ -284,7 +284,7 @@ def test_a_policy_file_reads_keys_relative_to_itself(population: Population) -> 
         ("sample = 0.1\n", AuditConfigError, "unknown key(s) sample"),
         ("exact = 1\n", AuditConfigError, "exact must be a bool"),
         ("rtol = -1.0\n", AuditConfigError, "must not be negative"),
-        ('sample_rungs = ["spot-check"]\n', AuditConfigError, "only reexec"),
+        ('sample_rungs = ["judge"]\n', AuditConfigError, "sample_rungs must be one of"),
         ("trusted_keys = 'a.pub'\n", AuditConfigError, "must be a list"),
         ('trusted_keys = ["missing.pub"]\n', KeyFileError, "missing.pub"),
         ("confidence = 1.0\n", AuditConfigError, "confidence"),
@@ -382,3 +382,30 @@ def test_bad_evidence_tables_are_refused(tmp_path: Path, text: str, fragment: st
     path.write_text(text)
     with pytest.raises(AuditConfigError, match=re.escape(fragment)):
         load_policy(path)
+
+
+# --- spot checks on the sample, where traces are found -----------------------------------------
+
+
+def test_the_sample_is_spot_checked_where_a_trace_is_found(tmp_path: Path) -> None:
+    population = make_population(tmp_path, per_provider=40, cheat_every=4, traced=True)
+    (tmp_path / "policy.toml").write_text('sample_rungs = ["spot-check"]\n')
+    policy = load_policy(tmp_path / "policy.toml")
+    untraced = next((population.folder / "alpha").glob("*.rtrc"))
+    untraced.unlink()  # this receipt's sample falls back to re-execution
+    run = _audit(population, InlineExecutor(), policy=policy,
+                 rule=SamplingRule(fraction=1.0, min_per_provider=0))  # fmt: skip
+    by_source = {i.source: i for i in run.items}
+    fallback = by_source[untraced.relative_to(population.folder).with_suffix(".rcpt").as_posix()]
+    assert "reexec" in fallback.rungs and "spot-check" not in fallback.rungs
+    checked = [i for i in run.items if "spot-check" in i.rungs]
+    assert len(checked) == population.receipts - 2  # the fallback and the corrupted object's
+    failed = {i.receipt_id for i in run.items if i.outcome is Outcome.FAILED}
+    assert failed == set(population.cheated)
+    assert all(
+        f.rung == "spot-check" for i in run.items if i.outcome is Outcome.FAILED for f in i.findings
+    )
+    # The same seed draws the same nodes: a second audit gives the same items.
+    again = _audit(population, InlineExecutor(), policy=policy,
+                   rule=SamplingRule(fraction=1.0, min_per_provider=0))  # fmt: skip
+    assert again.items == run.items
