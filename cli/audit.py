@@ -3,8 +3,10 @@
 Thin wiring over ``receipts.audit`` (steps a1-a6), ``receipts.executors`` and the renderers of
 ``receipts.audit_report``; errors reach the one boundary in ``cli.main``. Exit codes: 0 every
 audited receipt passed, 1 a receipt failed, 2 bad input (a source, store, policy or scheduler
-that cannot be used). Receipts that could not be checked (objects missing or corrupt, files
-that do not decode) are reported, with why, and do not by themselves fail the audit.
+that cannot be used, a source holding no receipt at all). Receipts that could not be checked
+(objects missing or corrupt, files that do not decode) are reported, with why, and do not by
+themselves fail the audit. A scheduler is asked who it is before any receipt is read, with a
+hard deadline (``--scheduler-timeout``).
 
     receipts audit receipts/ --store objects/ --sample 0.05 --seed q4 --workers 2 \\
         --json audit.json --html audit.html
@@ -30,9 +32,9 @@ from receipts.audit import (
 )
 from receipts.audit_report import DisputeHints, to_html, to_json, to_text
 from receipts.digests import Digest
-from receipts.errors import ReceiptsError
+from receipts.errors import InputError, ReceiptsError
 from receipts.executors import DaskExecutor, InlineExecutor, LocalExecutor
-from receipts.files import check_new_target, write_atomic
+from receipts.files import Content, check_new_target, write_together
 from receipts.objects import ObjectStore
 from receipts.scorecard import AuditReport
 
@@ -59,6 +61,13 @@ new_file = click.Path(dir_okay=False, path_type=Path)
 )
 @click.option("--seed", help="Sample seed (text); default: fresh, printed for replay.")
 @click.option(
+    "--at",
+    "at_ms",
+    type=click.IntRange(1, 2**63 - 1),
+    metavar="UNIX_MS",
+    help="Judge receipts as of UNIX_MS; default: now, printed for replay.",
+)
+@click.option(
     "--policy",
     "policy_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -70,6 +79,14 @@ new_file = click.Path(dir_okay=False, path_type=Path)
     help="Local worker processes [default: 1, this process].",
 )
 @click.option("--scheduler", metavar="ADDRESS", help="A Dask scheduler (tcp://host:port).")
+@click.option(
+    "--scheduler-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the scheduler to answer before giving up (exit 2).",
+)
 @click.option("--json", "json_out", type=new_file, help="Write the JSON report here.")
 @click.option("--html", "html_out", type=new_file, help="Write the HTML report here.")
 @click.pass_context
@@ -80,9 +97,11 @@ def audit(
     fraction: float | None,
     count: int | None,
     seed: str | None,
+    at_ms: int | None,
     policy_file: Path | None,
     workers: int | None,
     scheduler: str | None,
+    scheduler_timeout: float,
     json_out: Path | None,
     html_out: Path | None,
 ) -> None:
@@ -93,6 +112,8 @@ def audit(
         raise click.UsageError("--sample and --count are exclusive")
     if workers is not None and scheduler is not None:
         raise click.UsageError("--workers and --scheduler are exclusive")
+    if json_out is not None and html_out is not None and json_out.resolve() == html_out.resolve():
+        raise click.UsageError("--json and --html name the same file")
     for target in (json_out, html_out):
         if target is not None:
             check_new_target(target)  # refused before the work, never replaced after it
@@ -104,9 +125,10 @@ def audit(
     )
     clock, random_bytes = effects(ctx)
     seed = seed if seed is not None else random_bytes(16).hex()
+    at_ms = at_ms if at_ms is not None else clock.now_ms()  # the report carries it: replayable
     store = ObjectStore.open(store_dir)
     executor = (
-        DaskExecutor(scheduler)
+        DaskExecutor(scheduler, timeout_s=scheduler_timeout)
         if scheduler is not None
         else LocalExecutor(workers)
         if workers is not None and workers > 1
@@ -121,19 +143,28 @@ def audit(
             seed=seed.encode("utf-8"),
             policy=policy,
             executor=executor,
-            at_ms=clock.now_ms(),
+            at_ms=at_ms,
             progress=progress,
         )
+    if not run.items and not run.duplicates:
+        what = "*.rcpt file" if source.is_dir() else "claim"
+        raise InputError(f"{source}: nothing to audit (no {what} found)")
     report = report_of(run, str(source))
     hints = _hints(store, source)
-    click.echo(to_text(report, hints), nl=False)
-    click.echo(f"replay with --seed {render.safe(seed)}")
+    # Both outputs are rendered before either is written, and written together: a report
+    # that cannot be rendered leaves no half of the pair behind. File names that are not
+    # UTF-8 (surrogate escapes) are written as backslash escapes rather than crashing.
+    outputs: list[tuple[Path, Content]] = []
     if json_out is not None:
-        write_atomic(json_out, to_json(report, hints).encode("utf-8"), replace=False)
-        click.echo(f"wrote {json_out}", err=True)
+        outputs.append((json_out, to_json(report, hints).encode("utf-8", "backslashreplace")))
     if html_out is not None:
-        write_atomic(html_out, to_html(report, hints).encode("utf-8"), replace=False)
-        click.echo(f"wrote {html_out}", err=True)
+        outputs.append((html_out, to_html(report, hints).encode("utf-8", "backslashreplace")))
+    click.echo(to_text(report, hints), nl=False)
+    click.echo(f"replay with --seed {render.safe(seed)} --at {at_ms}")
+    if outputs:
+        write_together(outputs, replace=False)
+        for target, _ in outputs:
+            click.echo(f"wrote {target}", err=True)
     ctx.exit(_exit_code(report))
 
 

@@ -17,12 +17,15 @@ Audit steps, numbered once:
                 ranks lowest (``SamplingRule``): a function of the set of receipts and the seed
   (a5) objects  the receipt's model, inputs and outputs are read from the store by the digests it
                 holds, each re-hashed on the way (missing or corrupt: unchecked, with the digest)
-  (a6) rungs    signature and digests on every receipt; on the sample, also the policy's sample
-                rungs (re-execution by default); the verifier's own steps 1-11 decide
+  (a6) rungs    signature and digests on every receipt; on the sample, re-execution, or a spot
+                check where the receipt's trace file is found beside it; the tee and zk rungs
+                where the receipt carries their evidence and the policy can check it; the
+                verifier's own numbered steps decide
 
     rule = SamplingRule(fraction=0.05, min_per_provider=5)
     run = run_audit(folder_source(Path("receipts/")), store=Path("store/"), rule=rule,
-                    seed=b"2026-q4", policy=AuditPolicy(), executor=LocalExecutor(2))
+                    seed=b"2026-q4", policy=AuditPolicy(), executor=LocalExecutor(2),
+                    at_ms=clock.now_ms())
     run.items        # one ItemResult per distinct receipt, sorted; run.duplicates
 """
 
@@ -213,8 +216,8 @@ class WorkerConfig:
 
 
 class _Context:
-    """A worker's state for one config: the store, one verifier per sampled/not, and recently
-    used models (parsing a model and hashing its weights is the costly part of a check)."""
+    """A worker's state for one config: the store, one verifier per kind of receipt, and
+    recently used models (parsing a model and hashing its weights is the costly part)."""
 
     MODELS = 8
 
@@ -287,11 +290,11 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     except ObjectStoreError as e:
         finding = Finding("audit", "a5 objects", str(e))
         return ItemResult(**base, outcome=Outcome.UNCHECKED, rungs=(), findings=(finding,))
-    spot = task.sampled and config.policy.sample_rung(traced=task.trace is not None)
-    verifier = context.verifier(
-        sampled=task.sampled, evidence=evidence, traced=spot == "spot-check"
+    spot = task.sampled and config.policy.sample_rung(traced=task.trace is not None) == (
+        "spot-check"
     )
-    if spot != "spot-check":
+    verifier = context.verifier(sampled=task.sampled, evidence=evidence, traced=spot)
+    if not spot:
         report = verifier.check(task.data, model=model, inputs=inputs, outputs=outputs)
         return _from_report(base, report)
     assert task.trace is not None
@@ -372,6 +375,10 @@ class Executor(Protocol):
 
     def describe(self) -> str: ...
 
+    def start(self) -> None:
+        """Reach the workers (``SchedulerError`` if they cannot be), before any receipt is read."""
+        ...
+
     def run(
         self, config: WorkerConfig, tasks: Sequence[Task], done: Callable[[int], None]
     ) -> dict[int, ItemResult]: ...
@@ -390,7 +397,10 @@ def run_audit(
 ) -> AuditRun:
     """Steps (a1)-(a6) over ``sources``; receipts are judged as of ``at_ms`` (time-dependent
     checks: issued in the future, too old). ``progress(done, total)`` follows the checks."""
+    # Absolute: pool and Dask workers open it from their own working folder.
+    store = store.absolute()
     ObjectStore.open(store)  # a path that is not a store is bad input before anything runs
+    executor.start()
     unchecked: list[ItemResult] = []
     first: dict[bytes, Submitted] = {}
     duplicates: list[Duplicate] = []
@@ -467,14 +477,14 @@ def unchecked_task(task: Task, reason: str) -> ItemResult:
 
 def report_of(run: AuditRun, source: str) -> AuditReport:
     """The ``AuditReport`` (``receipts.scorecard``) of ``run``, its source described as
-    ``source``; the instant receipts were judged at and the executor go into the policy
-    summary (they are part of what was run, not of what was found)."""
+    ``source``; the instant receipts were judged at goes into the policy summary. Which
+    executor ran it does not: the report is the same bytes whoever ran it."""
     return AuditReport(
         items=run.items,
         source=source,
         sampling=run.rule.describe(),
         seed=_seed_text(run.seed),
-        policy={**run.policy.describe(), "judged_at_ms": run.at_ms, "workers": run.workers},
+        policy={**run.policy.describe(), "judged_at_ms": run.at_ms},
         duplicates=run.duplicates,
         confidence=run.policy.confidence,
     )

@@ -5,7 +5,7 @@ signed. Each renderer is a pure function of the report (and of the ``DisputeHint
 where the store keeps each receipt's model and inputs), so the same audit renders to the same
 bytes whatever order its results came back in. Everything that comes from receipts or file
 names is hostile: HTML escapes it, the terminal view replaces control characters, and every
-path in a dispute command is shell-quoted. The JSON schema is in docs/audit-report.md.
+path in a dispute command is shell-quoted. The JSON schema is in docs/audit.md.
 
     Path("audit.html").write_text(to_html(report, DisputeHints(objects=store_paths)))
     print(to_text(report))
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -64,7 +65,7 @@ def dispute_command(item: ItemResult, hints: DisputeHints | None = None) -> str:
     h = hints or DisputeHints()
 
     def arg(value: str | None, placeholder: str) -> str:
-        return shlex.quote(value) if value is not None else placeholder
+        return shell_quote(value) if value is not None else placeholder
 
     receipt = item.source if h.receipts is None else _look(h.receipts, item.source)
     safe_id = "".join(c for c in (item.receipt_id or "").removeprefix("sha256:") if c.isalnum())
@@ -84,6 +85,21 @@ def dispute_command(item: ItemResult, hints: DisputeHints | None = None) -> str:
         arg(evidence, "EVIDENCE"),
     ]
     return " ".join(words)
+
+
+def shell_quote(path: str) -> str:
+    """``path`` as one shell word. A name that is not UTF-8 (read with surrogate escapes) is
+    written in bash's ``$'...'`` quoting with its real bytes as ``\\xNN``, so the command names
+    that very file; anything else is ``shlex.quote``d."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        body = "".join(
+            chr(b) if 0x20 <= b < 0x7F and b not in (0x27, 0x5C) else f"\\x{b:02x}" for b in raw
+        )
+        return f"$'{body}'"
+    return shlex.quote(path)
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -289,7 +305,9 @@ _COLORS = {"passed": "#2e7d32", "failed": "#c62828", "unchecked": "#9e9e9e"}
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: control characters as escapes (as the terminal view shows them),
+    then HTML-escaped."""
+    return html.escape(clean(str(value)), quote=True)
 
 
 def to_html(report: AuditReport, hints: DisputeHints | None = None) -> str:

@@ -16,6 +16,7 @@ counted once. A task no attempt could finish is reported unchecked, never droppe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import multiprocessing
 import pickle
@@ -42,6 +43,9 @@ class InlineExecutor:
     def describe(self) -> str:
         return "1 worker (this process)"
 
+    def start(self) -> None:
+        """Nothing to reach."""
+
     def run(
         self, config: WorkerConfig, tasks: Sequence[Task], done: Callable[[int], None]
     ) -> dict[int, ItemResult]:
@@ -63,6 +67,9 @@ class LocalExecutor:
 
     def describe(self) -> str:
         return f"{self.workers} local worker process{'es' if self.workers > 1 else ''}"
+
+    def start(self) -> None:
+        """Nothing to reach: the pool starts with the work."""
 
     def run(
         self, config: WorkerConfig, tasks: Sequence[Task], done: Callable[[int], None]
@@ -104,6 +111,29 @@ class DaskExecutor:
     def describe(self) -> str:
         return f"Dask cluster at {self.address}"
 
+    def start(self) -> None:
+        """Ask the address who it is, within ``timeout_s`` whatever answers there, before any
+        receipt is read: ``distributed.Client`` retries a refused connection for its whole
+        timeout, waits forever on a peer that accepts but does not speak Dask (an HTTP server
+        on that port), or fails on it with whatever parsing its reply raised."""
+        rpc = _distributed().core.rpc
+
+        async def identity() -> object:
+            remote = rpc(self.address, timeout=self.timeout_s)
+            try:
+                return await remote.identity()
+            finally:
+                await remote.close_rpc()
+
+        try:
+            answer = asyncio.run(asyncio.wait_for(identity(), self.timeout_s))
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}" if str(e) else f"no answer in {self.timeout_s:g} s"
+            raise SchedulerError(f"cannot reach the Dask scheduler at {self.address}: {why}") from e
+        if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+            kind = answer.get("type") if isinstance(answer, dict) else None
+            raise SchedulerError(f"{self.address} is not a Dask scheduler (it says {kind!r})")
+
     def run(
         self, config: WorkerConfig, tasks: Sequence[Task], done: Callable[[int], None]
     ) -> dict[int, ItemResult]:
@@ -138,6 +168,7 @@ class DaskExecutor:
 def _distributed() -> Any:
     try:
         import distributed  # noqa: PLC0415 - only a cluster audit needs it
+        import distributed.core  # noqa: PLC0415
     except ImportError as e:
         raise SchedulerError(
             "Dask distributed is not installed (pip install 'inference-receipts[cluster]')"

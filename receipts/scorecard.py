@@ -16,7 +16,7 @@ order results came back in.
 The failure-rate bound is the exact one-sided Clopper-Pearson bound: the largest p for which
 seeing at most k failures in n draws still has probability at least 1 - confidence. It is a
 binomial (with replacement) bound; a sample drawn without replacement from a finite population
-is less variable, so the bound is conservative there. See docs/audit-report.md.
+is less variable, so the bound is conservative there. See docs/audit.md.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -89,7 +90,7 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
                         raise LimitError(f"{path}: tensors exceed {max_bytes} bytes")
                 with archive.open(info) as f:
                     array = np.lib.format.read_array(f, allow_pickle=False)
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
                 raise TensorError(f"{path}: member {info.filename!r} is unreadable ({e})") from e
             except (RuntimeError, NotImplementedError) as e:  # zipfile: "encrypted", or an
                 # unknown compression method, read from the damaged file's own flags

@@ -185,7 +185,7 @@ HOSTILE: dict[str, tuple[Any, Any, str]] = {
         _pickled,
         "pickle",
     ),
-    "npz marked encrypted": (lambda t: t / "s", _marked_encrypted, "not a readable .npz"),
+    "npz marked encrypted": (lambda t: t / "s", _marked_encrypted, "cannot be read"),
     "external data escaping its folder": (lambda t: t / "s", _escaping_model, "escapes"),
     "empty folder": (lambda t: t / "s", lambda t: (t / "d").mkdir() or t / "d", "no input_N.pb"),
     "npz holding one name twice": (
