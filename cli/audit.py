@@ -29,6 +29,7 @@ from receipts.audit import (
     load_policy,
     report_of,
     run_audit,
+    trace_beside,
 )
 from receipts.audit_report import DisputeHints, to_html, to_json, to_text
 from receipts.digests import Digest
@@ -150,7 +151,7 @@ def audit(
         what = "*.rcpt file" if source.is_dir() else "claim"
         raise InputError(f"{source}: nothing to audit (no {what} found)")
     report = report_of(run, str(source))
-    hints = _hints(store, source)
+    hints = _hints(store, source, report)
     # Both outputs are rendered before either is written, and written together: a report
     # that cannot be rendered leaves no half of the pair behind. File names that are not
     # UTF-8 (surrogate escapes) are written as backslash escapes rather than crashing.
@@ -168,9 +169,11 @@ def audit(
     ctx.exit(_exit_code(report))
 
 
-def _hints(store: ObjectStore, source: Path) -> DisputeHints:
+def _hints(store: ObjectStore, source: Path, report: AuditReport) -> DisputeHints:
     """Paths for the dispute commands: objects from the store, receipt files from the source
-    folder (a ledger's claims have no file: the command keeps a placeholder)."""
+    folder and the trace files beside them (a ledger's claims have no file: the command keeps
+    placeholders)."""
+    sources = {i.receipt_id: i.source for i in report.items if i.receipt_id is not None}
 
     def objects(digest: str) -> str | None:
         try:
@@ -185,7 +188,11 @@ def _hints(store: ObjectStore, source: Path) -> DisputeHints:
     def receipts(name: str) -> str | None:
         return str(source / name) if source.is_dir() else None
 
-    return DisputeHints(objects=objects, receipts=receipts)
+    def traces(rid: str) -> str | None:
+        name = sources.get(rid)
+        return None if name is None or not source.is_dir() else trace_beside(source / name)
+
+    return DisputeHints(objects=objects, receipts=receipts, traces=traces)
 
 
 def _exit_code(report: AuditReport) -> int:

@@ -5,13 +5,15 @@ Called from ``cli.demo`` last. Provider A is the demo's provider; provider B mak
 own and, on one of its runs, corrupts node 'relu2' (the fault drill: the honest model digest is
 still signed). Every run files its model, inputs and outputs with ``run --store``. The audit
 re-executes every receipt (``--sample 1``), so the faulted one is certainly found: exit 1, the
-failed receipt listed with the command to dispute it, and ``audit.html`` written.
+failed receipt listed with the command to dispute it, and ``audit.html`` written; the auditor
+then runs that very command (the provider's trace sits beside its receipt).
 
     audit_part(work, key, step, model, inputs)
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +22,7 @@ RUNS = 4  # per provider
 
 
 def audit_part(work: Path, key: Path, step: Step, model: Path, inputs: Path) -> Path:
-    """Steps 60-63; returns the HTML report's path."""
+    """Steps 60-65; returns the HTML report's path."""
     a = work / "audit"
     a.mkdir()
     receipts, store, other = a / "receipts", a / "store", a / "provider-b.pem"
@@ -42,10 +44,21 @@ def audit_part(work: Path, key: Path, step: Step, model: Path, inputs: Path) -> 
             )  # fmt: skip
     step("62. the store is sound: every object re-hashes to its name", "store", "check", str(store))
     html, report = a / "audit.html", a / "audit.json"
-    step(
+    printed = step(
         "63. the auditor re-executes every receipt (seeded, per provider): provider B fails one",
         "audit", str(receipts), "--store", str(store), "--sample", "1", "--seed", "demo",
         "--json", str(report), "--html", str(html),
         expect=1,
     )  # fmt: skip
+    [command] = [
+        line.split("dispute: ", 1)[1] for line in printed.splitlines() if "dispute: " in line
+    ]
+    words = shlex.split(command)[1:]  # without the program name
+    auditor = a / "auditor.pem"
+    step("64. the auditor makes a key", "keygen", str(auditor))
+    words[words.index("YOUR_KEY")] = str(auditor)
+    words[words.index("--out") + 1] = str(a / "evidence.revd")
+    step(
+        "65. and runs the dispute command the audit printed: bisection to the faulted node", *words
+    )
     return html

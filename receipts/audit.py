@@ -60,7 +60,7 @@ from receipts.verifier import Verifier
 __all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-exported here
     "AuditPolicy", "AuditRun", "Executor", "SamplingRule", "Submitted", "Task", "WorkerConfig",
     "check_batch", "check_task", "choose_sample", "folder_source", "ledger_source",
-    "load_policy", "report_of", "run_audit", "sample_key", "unchecked_task",
+    "load_policy", "report_of", "run_audit", "sample_key", "trace_beside", "unchecked_task",
 ]  # fmt: skip
 
 SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
@@ -95,10 +95,11 @@ def folder_source(folder: Path) -> Iterator[Submitted]:
         except ReceiptsError as e:
             yield Submitted(name, problem=str(e))
             continue
-        yield Submitted(name, data, trace=_trace_beside(path))
+        yield Submitted(name, data, trace=trace_beside(path))
 
 
-def _trace_beside(receipt: Path) -> str | None:
+def trace_beside(receipt: Path) -> str | None:
+    """The trace file kept beside a receipt file, if there is one (absolute)."""
     candidates = [receipt.with_suffix(TRACE_SUFFIX)]
     if receipt.name == RECEIPT_FILE:
         candidates.append(receipt.with_name(TRACE_FILE))
