@@ -409,3 +409,25 @@ def test_the_sample_is_spot_checked_where_a_trace_is_found(tmp_path: Path) -> No
     again = _audit(population, InlineExecutor(), policy=policy,
                    rule=SamplingRule(fraction=1.0, min_per_provider=0))  # fmt: skip
     assert again.items == run.items
+
+
+@pytest.mark.slow
+def test_the_scorecards_name_the_cheater_with_its_bound(
+    population: Population, inline: AuditRun
+) -> None:
+    from receipts.audit import report_of  # noqa: PLC0415
+    from receipts.scorecard import clopper_pearson_upper  # noqa: PLC0415
+
+    report = report_of(inline, "population")
+    scores = {s.provider: s for s in report.scores}
+    cheater = scores[population.keys[population.cheater]]
+    sampled_cheats = len(population.cheated & {i.receipt_id for i in inline.items if i.sampled})
+    assert (cheater.audited, cheater.sample_failed) == (50, sampled_cheats)
+    assert cheater.failure_rate_upper == clopper_pearson_upper(n=50, k=sampled_cheats)
+    assert report.failing_providers == (cheater.provider,)
+    for name, key in population.keys.items():
+        if name != population.cheater:
+            assert scores[key].failed == 0
+            assert scores[key].failure_rate_upper == clopper_pearson_upper(
+                n=scores[key].audited, k=0
+            )
