@@ -64,6 +64,18 @@ What is measured (subject vs baseline; details in ``bench/cases.py``):
    goal <= 1 s). Sizes beside EZKL's: proof (goal <= 1 KB), proving key, constraints. One-off
    costs (powers of tau, EZKL install and SRS) are reported apart. If EZKL cannot be installed,
    the rows say "EZKL: not measured (reason)" and our side is still timed.
+8. Audits at scale (issue 7; ``bench/audit_run.py``, alone: ``bench/audit_run.py [--quick]``; run
+   in a process of its own, so the audit's pool workers do not import this script's families).
+   Populations from ``fixtures.population`` (4 providers, one cheating, one object corrupted),
+   generated once and cached in ``bench/out``. (a) Throughput: one ``run_audit`` of 4,000
+   receipts held in memory (signature and digests on all, re-execution on a seeded 10% sample,
+   at least 5 per provider), a new pool per audit: ``LocalExecutor(2)`` vs ``LocalExecutor(1)``,
+   goal >= 1.7x receipts/s; also vs ``InlineExecutor``. (b) Harness overhead: ``run_audit`` with
+   ``InlineExecutor`` vs a loop reading each receipt's inputs and outputs from the store by
+   digest and calling ``Verifier.check`` (model loaded once, same sample), goal <= 1.1x; also vs
+   the loop on tensors already in memory. (c) Signature+digest audit (sample 0, minimum 0) of
+   100,000 receipt files on the fastest executor of (a): receipts/s, no baseline. Then the parts
+   of (a) timed alone, and the speed-up they allow two workers.
 
 Method (``bench/harness.py``): warm up, then alternate baseline and subject blocks (order
 flipping every round), each block ~``block_seconds`` of back-to-back, individually timed calls;
@@ -91,6 +103,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import (
+    audit_run,
     breakdowns,
     cases,
     nitro_run,
@@ -119,6 +132,7 @@ PLANS = {
     **settle_run.PLANS,  # family 5: settle, tlog, cosign, pyecc
     **nitro_run.PLANS,  # family 6: nitro
     **zk_run.PLANS,  # family 7: zk_prove, zk_setup, zk_step
+    **audit_run.PLANS,  # family 8: audit, audit_overhead, audit_large
 }
 QUICK = {
     "issue": Plan(blocks=6, block_seconds=0.02, warmup_seconds=0.2),
@@ -132,6 +146,7 @@ QUICK = {
     **settle_run.QUICK,
     **nitro_run.QUICK,
     **zk_run.QUICK,
+    **audit_run.QUICK,
 }
 
 
@@ -184,13 +199,15 @@ def main(argv: list[str]) -> int:
         settled, found_settled = settle_run.run_settlement(plans, Path(tmp), OUT.parent)
         proven = zk_run.run_zk(plans, Path(tmp), OUT.parent)
     attested = nitro_run.run_nitro(plans)
-    results = [*results, *more, *settled, *attested, *proven.results]
-    found = [*found, *found_more, *found_settled]
+    audited = audit_run.run_apart(quick=args.quick)
+    results = [*results, *more, *settled, *attested, *proven.results, *audited.results]
+    found = [*found, *found_more, *found_settled, *audited.breakdowns]
     total = time.perf_counter() - start
-    legends = (report.LEGEND, settle_run.LEGEND, nitro_run.LEGEND, zk_run.LEGEND)
+    legends = (report.LEGEND, settle_run.LEGEND, nitro_run.LEGEND, zk_run.LEGEND, audit_run.LEGEND)
     print(report.header(machine), report.table(results), *legends, sep="\n\n")
     print(report.details(results), report.breakdown_text(found), sep="\n\n", end="\n\n")
     print(zk_run.text(proven), end="\n\n")
+    print(audit_run.text(audited), end="\n\n")
     print(f"total runtime {total:.1f} s; JSON: {args.out}")
     report.write_json(
         args.out,
@@ -199,7 +216,7 @@ def main(argv: list[str]) -> int:
         results=results,
         breakdowns=found,
         total_seconds=total,
-        extra=zk_run.json_section(proven),
+        extra={**zk_run.json_section(proven), **audit_run.json_section(audited)},
     )
     return 0
 

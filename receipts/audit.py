@@ -40,17 +40,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from receipts import codec
 from receipts.audit_policy import MAX_RECEIPTS, AuditPolicy, load_policy
 from receipts.digests import Digest
 from receipts.effects import FixedClock
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
-from receipts.errors import AuditConfigError, InputError, ObjectStoreError, ReceiptsError
+from receipts.errors import (
+    AuditConfigError,
+    InputError,
+    MalformedError,
+    ObjectStoreError,
+    ReceiptsError,
+)
 from receipts.events import Claim, decode_event
 from receipts.files import read_limited
 from receipts.model import LoadedModel
 from receipts.objects import ObjectStore
 from receipts.provider import RECEIPT_FILE, TRACE_FILE
-from receipts.receipt import Receipt, receipt_id
+from receipts.receipt import RECEIPT_TYPE, Receipt, receipt_id
 from receipts.report import Report, Status
 from receipts.scorecard import AuditReport, Duplicate, Finding, ItemResult, Outcome
 from receipts.store import SqliteStore
@@ -280,8 +287,11 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     """Steps (a5) and (a6) for one receipt; never raises for anything the receipt or the store
     holds (a failure is the result)."""
     context = _context(config)
-    envelope = Envelope.from_bytes(task.data)
-    receipt, rid, key_id = _decoded(task.data)
+    try:
+        envelope = Envelope.from_bytes(task.data)
+        receipt, rid, key_id = _decoded(task.data)
+    except ReceiptsError as e:  # its id and provider read, the rest of it does not decode
+        return _unattributed(task.source, "a2 decode", str(e))
     evidence = frozenset(a.type for a in envelope.attachments) & config.policy.evidence
     base = _base(task, receipt, rid, key_id)
     try:
@@ -310,6 +320,20 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
             task.data, model=model, inputs=inputs, outputs=outputs, trace=trace, seed=seed
         )
     return _from_report(base, report)
+
+
+def _identify(data: bytes) -> tuple[bytes, str]:
+    """Step (a2), cheaply: the receipt id and the provider key id of a receipt file, from its
+    envelope and the payload's canonical map (the whole receipt is decoded by the worker,
+    which reports one that does not decode as unattributed, like this step)."""
+    envelope = Envelope.from_bytes(data)
+    fields = codec.decode(envelope.payload)
+    if not isinstance(fields, dict) or fields.get("type") != RECEIPT_TYPE:
+        raise MalformedError("the payload is not a receipt")
+    provider = fields.get("provider")
+    if not isinstance(provider, bytes) or len(provider) != 32:
+        raise MalformedError("the receipt names no provider key id")
+    return receipt_id(envelope.payload).value, provider.hex()
 
 
 def _decoded(data: bytes) -> tuple[Receipt, bytes, str]:
@@ -411,7 +435,7 @@ def run_audit(
             unchecked.append(_unattributed(submitted.source, "a1 read", submitted.problem))
             continue
         try:  # (a2)
-            _, rid, key_id = _decoded(submitted.data)
+            rid, key_id = _identify(submitted.data)
         except ReceiptsError as e:
             unchecked.append(_unattributed(submitted.source, "a2 decode", str(e)))
             continue

@@ -431,3 +431,25 @@ def test_the_scorecards_name_the_cheater_with_its_bound(
             assert scores[key].failure_rate_upper == clopper_pearson_upper(
                 n=scores[key].audited, k=0
             )
+
+
+def test_a_receipt_whose_id_reads_but_whose_body_does_not_is_unattributed(
+    population: Population, tmp_path: Path
+) -> None:
+    """Step a2 reads only the envelope, the id and the provider field; a worker that cannot
+    decode the rest reports the receipt unchecked and attributed to no provider."""
+    from receipts import codec  # noqa: PLC0415
+    from receipts.envelope import RECEIPT_PAYLOAD_TYPE, Envelope  # noqa: PLC0415
+    from receipts.keys import PrivateKey  # noqa: PLC0415
+
+    original = Envelope.from_bytes(next((population.folder / "alpha").glob("*.rcpt")).read_bytes())
+    fields = codec.decode(original.payload)
+    fields["version"] = 2
+    forged = Envelope.sign(RECEIPT_PAYLOAD_TYPE, codec.encode(fields), PrivateKey.generate())
+    run = run_audit(
+        [Submitted("v2.rcpt", forged.to_bytes())], store=population.store, rule=RULE,
+        seed=SEED, policy=AuditPolicy(), at_ms=AT_MS, executor=InlineExecutor(),
+    )  # fmt: skip
+    [item] = run.items
+    assert (item.provider, item.outcome) == (None, Outcome.UNCHECKED)
+    assert item.findings[0].step == "a2 decode" and "version 2" in item.findings[0].reason
