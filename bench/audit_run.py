@@ -55,6 +55,7 @@ from receipts.audit import (
     check_batch,
     choose_sample,
     folder_source,
+    identify,
 )
 from receipts.envelope import Envelope
 from receipts.executors import BATCH, InlineExecutor, LocalExecutor, batches
@@ -246,11 +247,9 @@ def breakdown(work: AuditWork, run: AuditRun, rounds: int) -> Breakdown:
     results = check_batch(config, tasks)
     few = work.sources[:8]
 
-    def decode_all() -> None:
+    def decode_all() -> None:  # step a2 as run_audit runs it
         for s in work.sources:
-            envelope = Envelope.from_bytes(s.data)
-            Receipt.decode(envelope.payload)
-            receipt_id(envelope.payload)
+            identify(s.data)
 
     def pickle_all() -> None:
         for batch in batches(tasks, BATCH):

@@ -65,9 +65,25 @@ from receipts.trace import TraceReader
 from receipts.verifier import Verifier
 
 __all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-exported here
-    "AuditPolicy", "AuditRun", "Executor", "SamplingRule", "Submitted", "Task", "WorkerConfig",
-    "check_batch", "check_task", "choose_sample", "folder_source", "ledger_source",
-    "load_policy", "report_of", "run_audit", "sample_key", "trace_beside", "unchecked_task",
+    "AuditPolicy",
+    "AuditRun",
+    "Executor",
+    "SamplingRule",
+    "Submitted",
+    "Task",
+    "WorkerConfig",
+    "check_batch",
+    "check_task",
+    "choose_sample",
+    "folder_source",
+    "identify",
+    "ledger_source",
+    "load_policy",
+    "report_of",
+    "run_audit",
+    "sample_key",
+    "trace_beside",
+    "unchecked_task",
 ]  # fmt: skip
 
 SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
@@ -322,7 +338,7 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     return _from_report(base, report)
 
 
-def _identify(data: bytes) -> tuple[bytes, str]:
+def identify(data: bytes) -> tuple[bytes, str]:
     """Step (a2), cheaply: the receipt id and the provider key id of a receipt file, from its
     envelope and the payload's canonical map (the whole receipt is decoded by the worker,
     which reports one that does not decode as unattributed, like this step)."""
@@ -435,7 +451,7 @@ def run_audit(
             unchecked.append(_unattributed(submitted.source, "a1 read", submitted.problem))
             continue
         try:  # (a2)
-            rid, key_id = _identify(submitted.data)
+            rid, key_id = identify(submitted.data)
         except ReceiptsError as e:
             unchecked.append(_unattributed(submitted.source, "a2 decode", str(e)))
             continue

@@ -190,19 +190,9 @@ ZK_FILES = ("verification_key.json", "circuit.manifest")  # in a circuit folder 
 
 
 def load_policy(path: Path) -> AuditPolicy:
-    """An ``AuditPolicy`` from a TOML file; unknown keys, wrong types and key files that do not
-    load are ``AuditConfigError``/``InputError`` naming the key. Key paths are relative to the
-    file::
-
-        trusted_keys = ["keys/provider-a.pub", "keys/provider-b.pub"]
-        sample_rungs = ["reexec"]
-        exact = false
-        rtol = 1e-5
-        atol = 1e-6
-        max_age_s = 2592000
-        min_per_provider = 5
-        confidence = 0.95
-    """
+    """An ``AuditPolicy`` from a TOML file (the keys: this module's docstring); unknown keys,
+    wrong types and key files that do not load are ``AuditConfigError``/``InputError`` naming
+    the key. Paths in it are relative to the file."""
     try:
         table = tomllib.loads(read_limited(path, 1 << 20, "audit policy").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
