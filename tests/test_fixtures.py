@@ -47,13 +47,15 @@ def _same_identity() -> bool:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    # nitro/ holds a real AWS document copied with its provenance, not generated.
-    skip = {"__pycache__", "generate.py", "models.py", "settlement.py", "tee.py", "zk.py",
-            "int_models.py", "__init__.py", "nitro"}  # fmt: skip
+    """The generated files under ``root``: not the generator's own modules (the top-level
+    ``*.py``), not nitro/ (a real AWS document copied with its provenance, not generated)."""
+    skip = {"__pycache__", "nitro"}
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not skip & set(p.relative_to(root).parts) and p.name not in skip
+        if p.is_file()
+        and not skip & set(p.relative_to(root).parts)
+        and not (p.parent == root and p.suffix == ".py")
     }
 
 
