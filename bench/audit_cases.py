@@ -259,7 +259,7 @@ def throughput_cases(work: AuditWork) -> list[Case]:
             subject_label="run_audit, LocalExecutor(2)",
             baseline=lambda: work.audit(inline),
             subject=lambda: work.audit(local2),
-            goal=THROUGHPUT_GOAL,
+            goal=None,  # shown beside the goal row: the pool's start-up and pickling count here
             throughput=True,
             notes=note,
         ),
