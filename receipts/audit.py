@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,7 +139,11 @@ def ledger_source(db: Path, *, chunk: int = 1024) -> Iterator[Submitted]:
         size = store.size()
         for lo in range(0, size, chunk):
             for offset, entry in enumerate(store.entries(lo, min(lo + chunk, size))):
-                event = decode_event(entry)
+                try:
+                    event = decode_event(entry)
+                except ReceiptsError as e:  # reported, and the rest of the log is audited
+                    yield Submitted(f"ledger entry {lo + offset}", problem=str(e))
+                    continue
                 if isinstance(event, Claim):
                     yield Submitted(f"ledger entry {lo + offset}", event.receipt)
     finally:
@@ -172,7 +177,9 @@ class SamplingRule:
     def sizes(self, strata: Mapping[str, int]) -> dict[str, int]:
         """How many to sample in each stratum (provider -> its receipt count)."""
         if self.fraction is not None:
-            wanted = {p: math.ceil(self.fraction * n) for p, n in strata.items()}
+            # As the decimal the user wrote: 0.07 of 100 is 7, not ceil(7.000000000000001).
+            share = Fraction(repr(self.fraction))
+            wanted = {p: math.ceil(share * n) for p, n in strata.items()}
         else:
             assert self.count is not None
             total = sum(strata.values())
@@ -180,7 +187,7 @@ class SamplingRule:
                 return dict.fromkeys(strata, 0)
             exact = {p: self.count * n / total for p, n in strata.items()}
             wanted = {p: math.floor(x) for p, x in exact.items()}
-            left = min(self.count, total) - sum(wanted.values())
+            left = max(0, min(self.count, total) - sum(wanted.values()))
             for p in sorted(strata, key=lambda p: (-(exact[p] - wanted[p]), p))[:left]:
                 wanted[p] += 1
         return {p: min(n, max(wanted[p], self.min_per_provider)) for p, n in strata.items()}

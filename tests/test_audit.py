@@ -12,6 +12,7 @@ import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,22 @@ def test_a_fraction_takes_its_share_of_each_provider_and_the_minimum(
 ) -> None:
     sizes = SamplingRule(fraction=fraction, min_per_provider=minimum).sizes(strata)
     for provider, n in strata.items():
-        assert sizes[provider] == min(n, max(math.ceil(fraction * n), minimum))
+        share = Fraction(repr(fraction))  # the decimal as written, not its float
+        assert sizes[provider] == min(n, max(math.ceil(share * n), minimum))
+
+
+@pytest.mark.parametrize(("fraction", "n", "expected"), [(0.07, 100, 7), (0.1, 500, 50),
+                                                         (0.3, 10, 3), (0.001, 1, 1)])  # fmt: skip
+def test_a_fraction_is_the_decimal_written_not_its_float(
+    fraction: float, n: int, expected: int
+) -> None:
+    """0.07 * 100 is 7.000000000000001 in floats: ceil would sample 8."""
+    assert SamplingRule(fraction=fraction, min_per_provider=0).sizes({"p": n}) == {"p": expected}
+
+
+def test_a_count_over_the_population_samples_everything() -> None:
+    rule = SamplingRule(count=50, min_per_provider=0)
+    assert rule.sizes({"a": 3, "b": 7}) == {"a": 3, "b": 7}
 
 
 @settings(max_examples=200, deadline=None)

@@ -422,6 +422,21 @@ def test_a_ledger_is_audited_claim_by_claim(tmp_path: Path) -> None:
     assert f"  {failed['source']}  receipt {failed['receipt_id']}" in result.stdout
 
 
+def test_a_damaged_ledger_entry_is_reported_and_the_other_claims_audited(tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    db, store = _claimed_ledger(tmp_path)
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        [[last]] = connection.execute("SELECT max(idx) FROM entries").fetchall()
+        connection.execute("UPDATE entries SET data = ? WHERE idx = ?", (b"\x00junk", last))
+    out = tmp_path / "audit.json"
+    result = audit(db, "--store", store, "--sample", 1.0, "--seed", SEED, "--json", out)
+    doc = report_json(out)
+    outcomes = {i["source"]: i["outcome"] for i in doc["items"]}
+    assert outcomes[f"ledger entry {last}"] == "unchecked"
+    assert len(outcomes) >= 3, result.output  # the other claims were still audited
+
+
 def test_a_ledger_without_claims_is_nothing_to_audit(tmp_path: Path) -> None:
     db, store = tmp_path / "ledger.db", ObjectStore.create(tmp_path / "store").root
     _ok("ledger", "init", db, "--origin", ORIGIN, "--window", 60, "--slash", 30,
