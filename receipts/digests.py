@@ -28,7 +28,7 @@ import numpy as np
 from receipts import codec
 from receipts.codec import MapReader
 from receipts.errors import MalformedError, TensorError
-from receipts.tensors import TensorSpec, canonical_chunks, elem_type_of
+from receipts.tensors import TensorSpec, canonical_chunks, elem_type_of, utf8
 
 DOMAIN = b"inference-receipts/v1/"
 ALGORITHM = "sha256"
@@ -166,7 +166,7 @@ Value = np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > 1024:
+    if not name or len(utf8(name, "value name")) > 1024:
         raise MalformedError(f"value name {name[:40]!r} is empty or too long")
 
 

@@ -129,6 +129,15 @@ def byte_length(etype: ElemType, count: int) -> int:
     return count * (etype.bits // 8)
 
 
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a name read from non-UTF-8 bytes) cannot be, and
+    is a ``MalformedError`` rather than a ``UnicodeEncodeError``."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise MalformedError(f"{what} {text[:40]!r} is not valid UTF-8") from e
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TensorSpec:
     """Name, element type and shape of one tensor: what a receipt says about it besides bytes."""
@@ -140,7 +149,7 @@ class TensorSpec:
     def __post_init__(self) -> None:
         elem_type(self.elem_type)
         element_count(self.shape)
-        if not self.name or len(self.name.encode("utf-8")) > 1024:
+        if not self.name or len(utf8(self.name, "tensor name")) > 1024:
             raise MalformedError(f"tensor name {self.name[:40]!r} is empty or too long")
 
     @classmethod

@@ -22,7 +22,12 @@ from hypothesis.extra import numpy as hnp
 
 from receipts import load_model
 from receipts.digests import Digest, TensorMapDigest, Value
-from receipts.errors import ObjectCorruptError, ObjectMissingError, ObjectStoreError
+from receipts.errors import (
+    MalformedError,
+    ObjectCorruptError,
+    ObjectMissingError,
+    ObjectStoreError,
+)
 from receipts.objects import MARKER, ObjectStore, Problem, StoreCheck
 from tests.conftest import FIXTURES
 
@@ -170,7 +175,12 @@ ARRAYS = hnp.arrays(
     shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
 )
 VALUE = st.one_of(ARRAYS, st.none(), st.lists(ARRAYS, max_size=3))
-NAMES = st.text(st.characters(blacklist_characters="#/\x00"), min_size=1, max_size=8)
+# Valid UTF-8 names (no lone surrogates: those are refused, see below).
+NAMES = st.text(
+    st.characters(blacklist_characters="#/\x00", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=8,
+)
 
 
 @given(values=st.dictionaries(NAMES, VALUE, max_size=4))
@@ -439,3 +449,11 @@ def test_create_refuses_a_folder_that_holds_something_else(tmp_path: Path, make:
     with pytest.raises(ObjectStoreError):
         ObjectStore.create(root)
     assert (sorted(os.walk(root)) if root.is_dir() else root.read_bytes()) == before
+
+
+@pytest.mark.parametrize("value", [np.float32(0).reshape(()), None], ids=["tensor", "none"])
+def test_a_name_that_is_not_utf8_is_a_typed_error(tmp_path: Path, value: object) -> None:
+    """Found by the property above on a fresh clone: a lone surrogate raised UnicodeEncodeError."""
+    store = ObjectStore.create(tmp_path / "s")
+    with pytest.raises(MalformedError, match="not valid UTF-8"):
+        store.add_tensors({"\ud800": np.asarray(value) if value is not None else None})
