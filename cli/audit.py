@@ -31,7 +31,8 @@ from receipts.audit import (
     run_audit,
     trace_beside,
 )
-from receipts.audit_report import DisputeHints, to_html, to_json, to_text
+from receipts.audit_html import to_html
+from receipts.audit_report import DisputeHints, to_json, to_text
 from receipts.digests import Digest
 from receipts.errors import InputError, ReceiptsError
 from receipts.executors import DaskExecutor, InlineExecutor, LocalExecutor

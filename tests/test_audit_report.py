@@ -12,12 +12,12 @@ from html.parser import HTMLParser
 
 import pytest
 
+from receipts.audit_html import to_html
 from receipts.audit_report import (
     FORMAT,
     VERSION,
     DisputeHints,
     dispute_command,
-    to_html,
     to_json,
     to_text,
 )
