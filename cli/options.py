@@ -97,6 +97,9 @@ def tee_policy(
     return NitroPolicy(roots=certificates, pcrs=pcrs, allow_debug=allow_debug, **extra)
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
 def effects(ctx: click.Context) -> tuple[Clock, RandomBytes]:
     """The injected clock and randomness, or the system's."""
     obj = ctx.find_root().obj

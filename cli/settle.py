@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from cli import render
-from cli.options import effects, existing, existing_any
+from cli.options import effects, existing, existing_any, json_option
 from receipts.batch import (
     Batch,
     Cosignature,
@@ -50,7 +50,6 @@ from receipts.reconcile import audit, replay, state_of
 from receipts.tensorfiles import load_tensors
 
 new_file = click.Path(dir_okay=False, path_type=Path)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 db_argument = click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
 MAX_TEXT = 1 << 20
 MAX_BATCH = 256 << 20

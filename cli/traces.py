@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from cli import render
-from cli.options import existing, existing_any
+from cli.options import existing, existing_any, json_option
 from receipts import InputError, Policy, PrivateKey, PublicKey, Tolerance, Verifier
 from receipts.dispute import Responder, dispute_locally
 from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
@@ -32,7 +32,6 @@ from receipts.tensorfiles import load_tensors
 from receipts.trace import TraceReader
 
 new_file = click.Path(dir_okay=False, path_type=Path)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
 @click.command("spot-check")

@@ -47,6 +47,7 @@ from cli.options import (
     effects,
     existing,
     existing_any,
+    json_option,
     provider_warning,
     publisher_option,
     report_exit_code,
@@ -69,7 +70,6 @@ from receipts.jsonview import report_json
 SLOW_POWER = 16  # above this, `zk ptau` runs for many minutes (hours near MAX_POWER)
 
 new_file = click.Path(dir_okay=False, path_type=Path)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 input_option = click.option(
     "--input",
     "inputs",
