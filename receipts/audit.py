@@ -312,7 +312,7 @@ def check_task(config: WorkerConfig, task: Task) -> ItemResult:
     context = _context(config)
     try:
         envelope = Envelope.from_bytes(task.data)
-        receipt, rid, key_id = _decoded(task.data)
+        receipt, rid, key_id = _decoded(envelope)
     except ReceiptsError as e:  # its id and provider read, the rest of it does not decode
         return _unattributed(task.source, "a2 decode", str(e))
     evidence = frozenset(a.type for a in envelope.attachments) & config.policy.evidence
@@ -359,8 +359,7 @@ def identify(data: bytes) -> tuple[bytes, str]:
     return receipt_id(envelope.payload).value, provider.hex()
 
 
-def _decoded(data: bytes) -> tuple[Receipt, bytes, str]:
-    envelope = Envelope.from_bytes(data)
+def _decoded(envelope: Envelope) -> tuple[Receipt, bytes, str]:
     receipt = Receipt.decode(envelope.payload)
     return receipt, receipt_id(envelope.payload).value, receipt.provider.hex()
 
@@ -515,7 +514,7 @@ def unchecked_task(task: Task, reason: str) -> ItemResult:
     """The result of a task no worker could finish (a worker died on it every time, or the
     check itself raised something unexpected): unchecked, with the reason."""
     try:
-        receipt, rid, key_id = _decoded(task.data)
+        receipt, rid, key_id = _decoded(Envelope.from_bytes(task.data))
     except ReceiptsError:  # decoded once already; kept total
         return _unattributed(task.source, "a6 rungs", reason)
     base = _base(task, receipt, rid, key_id)

@@ -101,7 +101,7 @@ def write_together(
                 Path(tmp).replace(path)
             else:
                 os.link(tmp, path)
-            _sync_folder(path.parent)
+            sync_folder(path.parent)
     except FileExistsError as e:
         raise StorageError(
             f"{e.filename2 or e.filename} already exists; refusing to overwrite it"
@@ -135,9 +135,9 @@ def write_new_file(path: Path, data: bytes, *, mode: int) -> None:
     write_atomic(path, data, mode=mode, replace=False)
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make the new directory entry durable (the file's bytes were synced before the rename);
-    on a file, its bytes."""
+def sync_folder(folder: Path) -> None:
+    """Make a new directory entry in ``folder`` durable (the file's bytes were synced before
+    the rename or link); given a file, its bytes."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -189,7 +189,7 @@ def staged(target: Path) -> Iterator[Path]:
             if built.is_dir():
                 built.rename(target)  # fails over a file or a folder that is not empty
             else:
-                _sync_folder(built)  # tools (snarkjs) do not sync what they write
+                sync_folder(built)  # tools (snarkjs) do not sync what they write
                 os.link(built, target)  # fails over anything
         except FileExistsError as e:
             raise StorageError(f"{target} already exists; refusing to overwrite it") from e
@@ -197,6 +197,6 @@ def staged(target: Path) -> Iterator[Path]:
             if e.errno in (errno.ENOTEMPTY, errno.ENOTDIR):
                 raise StorageError(f"{target} already exists; refusing to overwrite it") from e
             raise StorageError(f"cannot write {target}: {e.strerror or e}") from e
-        _sync_folder(target.parent)
+        sync_folder(target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -39,7 +39,7 @@ from receipts.errors import (
     ObjectMissingError,
     ObjectStoreError,
 )
-from receipts.files import make_folder, read_head, read_limited, write_atomic
+from receipts.files import make_folder, read_head, read_limited, sync_folder, write_atomic
 from receipts.model import MAX_MODEL_BYTES, LoadedModel, load_model, load_model_bytes
 from receipts.tensorfiles import load_tensors, npz_writer
 
@@ -49,8 +49,6 @@ MARKER = "receipts-objects.json"
 TEMP_PREFIX = ".tmp-"
 _MARKER_BYTES = json.dumps({"format": FORMAT, "version": VERSION}).encode() + b"\n"
 _FANOUT = re.compile(r"[0-9a-f]{2}")
-# What zipfile raises on a damaged archive besides BadZipFile: flag bits flipped to "encrypted"
-# (RuntimeError) or an unknown compression method (NotImplementedError), a bad deflate stream.
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +243,7 @@ class ObjectStore:
                 )
             try:
                 os.link(staged, target)
-                _sync(folder)
+                sync_folder(folder)
             except FileExistsError:
                 pass  # a concurrent adder filed the same object first
             except OSError as e:
@@ -415,14 +413,6 @@ def _stage(folder: Path, write: Callable[[BinaryIO], None], what: str) -> Path:
         staged.unlink(missing_ok=True)
         raise
     return staged
-
-
-def _sync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _foreign_entries(root: Path) -> list[str]:

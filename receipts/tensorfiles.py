@@ -92,8 +92,9 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
                     array = np.lib.format.read_array(f, allow_pickle=False)
             except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
                 raise TensorError(f"{path}: member {info.filename!r} is unreadable ({e})") from e
-            except (RuntimeError, NotImplementedError) as e:  # zipfile: "encrypted", or an
-                # unknown compression method, read from the damaged file's own flags
+            except (RuntimeError, NotImplementedError) as e:
+                # zipfile's answer to damaged flags: "encrypted" (RuntimeError), an unknown
+                # compression method (NotImplementedError); the file is at fault, not the code
                 raise TensorError(f"{path}: member {info.filename!r} cannot be read ({e})") from e
             _place(result, items, name, slot, _from_stored(array, etype, path, name), path=path)
     return _assemble(result, items, path)
