@@ -66,6 +66,10 @@ def _load_npz(path: Path, max_bytes: int) -> TensorMap:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
         raise TensorError(f"{path}: not an .npz file ({e})") from e
+    except (ValueError, NotImplementedError) as e:
+        # a damaged central directory: a name that is not UTF-8 (ValueError), a "version
+        # needed to extract" zipfile does not know (NotImplementedError)
+        raise TensorError(f"{path}: damaged .npz directory ({e})") from e
     result: dict[str, Value] = {}
     items: dict[str, dict[int, np.ndarray[Any, Any]]] = {}
     total = 0

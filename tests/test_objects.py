@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -269,44 +270,54 @@ def test_a_flipped_npz_byte_is_corrupt_on_read_and_in_check(store: ObjectStore) 
     assert reasons(store.check()) == [(path.name, Problem.CORRUPT)]
 
 
-@given(offset=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_any_flipped_bit_is_caught_or_keeps_the_digest(offset: int, bit: int) -> None:
-    """A read never returns values of another digest, and check agrees with reads."""
-    with tempfile.TemporaryDirectory() as folder:
-        store = ObjectStore.create(folder)
-        digest = store.add_tensors(VALUES["mixed"])
-        path = store.tensors_path(digest)
-        data = bytearray(path.read_bytes())
-        data[offset % len(data)] ^= 1 << bit
-        path.chmod(0o644)
-        path.write_bytes(bytes(data))
+def every_flip(path: Path) -> Iterator[tuple[int, int]]:
+    """Rewrite ``path`` once per single-bit flip of its bytes, yielding (offset, bit)."""
+    original = path.read_bytes()
+    path.chmod(0o644)
+    for offset in range(len(original)):
+        for bit in range(8):
+            damaged = bytearray(original)
+            damaged[offset] ^= 1 << bit
+            path.write_bytes(bytes(damaged))
+            yield offset, bit
+
+
+@pytest.mark.slow
+def test_every_flipped_bit_of_a_tensor_map_is_caught_or_keeps_the_digest(
+    store: ObjectStore,
+) -> None:
+    """Each of the file's 8 x size one-bit flips: the read is refused or gives the same digest.
+
+    A sweep, not a sample: 40 drawn flips missed the eight that set a central-directory
+    "version needed" zipfile does not know (NotImplementedError), and CI drew one of them."""
+    digest = store.add_tensors(VALUES["mixed"])
+    path = store.tensors_path(digest)
+    caught = 0
+    for offset, bit in every_flip(path):
         try:
             values = store.tensors(digest)
         except ObjectCorruptError:
-            assert reasons(store.check()) == [(path.name, Problem.CORRUPT)]
+            caught += 1
+            if offset % 61 == 0:  # check() walks the store; agreeing on a spread is enough
+                assert reasons(store.check()) == [(path.name, Problem.CORRUPT)], (offset, bit)
         else:
-            assert TensorMapDigest.of(values).digest == digest
-            assert store.check()
+            assert TensorMapDigest.of(values).digest == digest, (offset, bit)
+    assert caught > 0
 
 
-@given(offset=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_any_flipped_bit_of_a_model_is_caught_or_keeps_the_digest(offset: int, bit: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        store = ObjectStore.create(folder)
-        digest = store.add_model_file(FIXTURES / "models" / "constants.onnx")
-        path = store.model_path(digest)
-        data = bytearray(path.read_bytes())
-        data[offset % len(data)] ^= 1 << bit
-        path.chmod(0o644)
-        path.write_bytes(bytes(data))
+@pytest.mark.slow
+def test_every_flipped_bit_of_a_model_is_caught_or_keeps_the_digest(store: ObjectStore) -> None:
+    digest = store.add_model_file(FIXTURES / "models" / "constants.onnx")
+    path = store.model_path(digest)
+    caught = 0
+    for offset, bit in every_flip(path):
         try:
-            assert store.model(digest).digest == digest
+            assert store.model(digest).digest == digest, (offset, bit)
         except ObjectCorruptError:
-            assert reasons(store.check()) == [(path.name, Problem.CORRUPT)]
-        else:
-            assert store.check()
+            caught += 1
+            if offset % 61 == 0:
+                assert reasons(store.check()) == [(path.name, Problem.CORRUPT)], (offset, bit)
+    assert caught > 0
 
 
 def test_a_missing_object_names_its_digest_and_path(store: ObjectStore) -> None:
