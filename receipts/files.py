@@ -92,13 +92,13 @@ def write_together(
     for path, _ in files:
         if path.is_dir():
             raise StorageError(f"cannot write {path}: it is a folder")
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[Path, Path]] = []
     try:
         for path, data in files:
-            staged.append((_stage(path, data, mode), path))
+            staged.append((stage(path.parent, data, mode=mode, prefix=f".{path.name}."), path))
         for tmp, path in staged:
             if replace:
-                Path(tmp).replace(path)
+                tmp.replace(path)
             else:
                 os.link(tmp, path)
             sync_folder(path.parent)
@@ -110,11 +110,15 @@ def write_together(
         raise StorageError(f"cannot write {e.filename2 or e.filename}: {e.strerror or e}") from e
     finally:
         for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
 
-def _stage(path: Path, data: Content, mode: int) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def stage(folder: Path, data: Content, *, mode: int, prefix: str) -> Path:
+    """A synced temporary file in ``folder`` (named ``prefix``...``.tmp``) with ``mode``,
+    holding ``data``; the caller moves it into place or unlinks it. On any error nothing is
+    left behind and the error propagates (OSError, or whatever ``data`` raised)."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
@@ -125,7 +129,7 @@ def _stage(path: Path, data: Content, mode: int) -> str:
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return tmp
 

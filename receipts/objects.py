@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,7 +38,7 @@ from receipts.errors import (
     ObjectMissingError,
     ObjectStoreError,
 )
-from receipts.files import make_folder, read_head, read_limited, sync_folder, write_atomic
+from receipts.files import make_folder, read_head, read_limited, stage, sync_folder, write_atomic
 from receipts.model import MAX_MODEL_BYTES, LoadedModel, load_model, load_model_bytes
 from receipts.tensorfiles import load_tensors, npz_writer
 
@@ -391,28 +390,14 @@ def _without(path: Path, error: InputError) -> str:
 
 
 def _stage(folder: Path, write: Callable[[BinaryIO], None], what: str) -> Path:
-    """A synced, read-only temporary file in ``folder`` holding what ``write`` writes."""
+    """A synced, read-only temporary file in ``folder`` holding what ``write`` writes
+    (objects never change: a stray edit needs a chmod first)."""
     try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
+        return stage(folder, write, mode=0o444, prefix=TEMP_PREFIX)
     except OSError as e:
-        raise ObjectStoreError(f"cannot write in {folder}: {e.strerror or e}") from e
-    staged = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        staged.chmod(0o444)  # objects never change; a stray edit needs a chmod first
-    except OSError as e:
-        staged.unlink(missing_ok=True)
         raise ObjectStoreError(f"cannot write in {folder}: {e.strerror or e}") from e
     except (ValueError, TypeError) as e:  # text NumPy cannot hold as str, and the like
-        staged.unlink(missing_ok=True)
         raise ObjectStoreError(f"{what} cannot be stored as a file ({e})") from e
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    return staged
 
 
 def _foreign_entries(root: Path) -> list[str]:
