@@ -40,7 +40,8 @@ from receipts.batch import (
     cosign_batch,
     verify_batch,
 )
-from receipts.bls import BlsPrivateKey, Committee, PyEccBackend, aggregate, verify_cosigned
+from receipts.bls import BlsPrivateKey, Committee, aggregate, verify_cosigned
+from receipts.bls_pyecc import PyEccBackend
 from receipts.effects import seeded
 from receipts.errors import ThresholdError
 

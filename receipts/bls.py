@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from py_ecc.bls.ciphersuites import G2ProofOfPossession
-
 from receipts import strictjson
 from receipts.bls_backends import (
     CIPHERSUITE,
@@ -50,7 +48,6 @@ from receipts.bls_backends import (
     SIGNATURE_SIZE,
     ArkworksBackend,
     BlsBackend,
-    PyEccBackend,
     check_secret,
     default_backend,
 )
@@ -76,7 +73,6 @@ __all__ = [
     "BlsPrivateKey",
     "BlsPublicKey",
     "Committee",
-    "PyEccBackend",
     "aggregate",
     "default_backend",
     "verify_cosigned",
@@ -181,6 +177,9 @@ class BlsPrivateKey:
     @classmethod
     def generate(cls, *, random_bytes: RandomBytes = system_random) -> BlsPrivateKey:
         """A new key: the IETF KeyGen (HKDF-SHA-256) over 32 bytes of ``random_bytes``."""
+        # py_ecc takes ~0.4 s to import; only making a key needs it (receipts.bls_pyecc)
+        from py_ecc.bls.ciphersuites import G2ProofOfPossession  # noqa: PLC0415
+
         ikm = random_bytes(SECRET_SIZE)
         return cls(secret=G2ProofOfPossession.KeyGen(ikm))
 

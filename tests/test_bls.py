@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from py_arkworks_bls12381 import G1Point, Scalar
 from py_ecc.bls.g2_primitives import pubkey_to_G1, signature_to_G2, subgroup_check
-from py_ecc.optimized_bls12_381.optimized_curve import field_modulus
+from py_ecc.optimized_bls12_381.optimized_curve import curve_order, field_modulus
 
 from receipts.bls import (
     MAX_MEMBERS,
@@ -27,12 +27,12 @@ from receipts.bls import (
     BlsPrivateKey,
     BlsPublicKey,
     Committee,
-    PyEccBackend,
     aggregate,
     default_backend,
     verify_cosigned,
 )
 from receipts.bls_backends import CURVE_ORDER
+from receipts.bls_pyecc import PyEccBackend
 from receipts.effects import seeded
 from receipts.errors import (
     InputError,
@@ -715,3 +715,7 @@ def test_bad_committee_files_are_refused(
 def test_a_missing_committee_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         Committee.load(tmp_path / "absent.json")
+
+
+def test_the_group_order_is_py_eccs() -> None:
+    assert curve_order == CURVE_ORDER

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -350,3 +352,17 @@ def test_the_entry_point_keeps_clicks_exit_codes(
     argv: list[str], code: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert _exit_code(argv, monkeypatch) == code
+
+
+def test_the_command_line_does_not_import_the_reference_bls_backend() -> None:
+    """py_ecc's BLS12-381 package costs ~0.4 s to import: a command that does not make a BLS key
+    must not pay it (receipts.bls_pyecc holds the reference backend, imported by no command)."""
+    probe = (
+        "import sys, cli.main; "
+        "print(sorted(m for m in sys.modules if m.startswith(('py_ecc.bls', "
+        "'py_ecc.optimized_bls12_381', 'receipts.bls_pyecc'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
