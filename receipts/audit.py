@@ -32,40 +32,34 @@ Audit steps, numbered once:
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 from receipts import codec
-from receipts.audit_policy import MAX_RECEIPTS, AuditPolicy, load_policy
+from receipts.audit_policy import AuditPolicy, load_policy
+from receipts.audit_sources import Submitted, folder_source, ledger_source, trace_beside
 from receipts.digests import Digest
 from receipts.effects import FixedClock
-from receipts.envelope import MAX_ENVELOPE_BYTES, Envelope
+from receipts.envelope import Envelope
 from receipts.errors import (
-    AuditConfigError,
-    InputError,
     MalformedError,
     ObjectStoreError,
     ReceiptsError,
 )
-from receipts.events import Claim, decode_event
-from receipts.files import read_limited
 from receipts.model import LoadedModel
 from receipts.objects import ObjectStore
-from receipts.provider import RECEIPT_FILE, TRACE_FILE
 from receipts.receipt import RECEIPT_TYPE, Receipt, receipt_id
 from receipts.report import Report, Status
+from receipts.sampling import SamplingRule, choose_sample, sample_key
 from receipts.scorecard import AuditReport, Duplicate, Finding, ItemResult, Outcome
-from receipts.store import SqliteStore
 from receipts.trace import TraceReader
 from receipts.verifier import Verifier
 
-__all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-exported here
+__all__ = [  # the audit's API; the policy, sources and sampling live in their own modules
     "AuditPolicy",
     "AuditRun",
     "Executor",
@@ -87,137 +81,7 @@ __all__ = [  # the audit's API; the policy lives in receipts.audit_policy, re-ex
     "unchecked_task",
 ]  # fmt: skip
 
-SAMPLE_DOMAIN = b"inference-receipts/v1/audit-sample\x00"
 SPOT_DOMAIN = b"inference-receipts/v1/audit-spot\x00"  # the spot check's node seed, per receipt
-RECEIPT_SUFFIX, TRACE_SUFFIX = ".rcpt", ".rtrc"
-
-
-# --- (a1) sources ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    """One receipt to audit: where it came from and its bytes, or why they could not be read;
-    ``trace``, the path of its trace file when one was found beside it (for spot checks)."""
-
-    source: str
-    data: bytes = b""
-    problem: str | None = None
-    trace: str | None = None
-
-
-def folder_source(folder: Path) -> Iterator[Submitted]:
-    """Every ``*.rcpt`` file under ``folder``, in path order, named relative to it; with the
-    trace file beside it if there is one (``NAME.rtrc`` beside ``NAME.rcpt``, or ``trace.rtrc``
-    beside ``receipt.rcpt`` as ``receipts run --trace`` writes them)."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder of receipts")
-    for path in sorted(folder.rglob(f"*{RECEIPT_SUFFIX}")):
-        name = path.relative_to(folder).as_posix()
-        try:
-            data = read_limited(path, MAX_ENVELOPE_BYTES, "receipt")
-        except ReceiptsError as e:
-            yield Submitted(name, problem=str(e))
-            continue
-        yield Submitted(name, data, trace=trace_beside(path))
-
-
-def trace_beside(receipt: Path) -> str | None:
-    """The trace file kept beside a receipt file, if there is one (absolute)."""
-    candidates = [receipt.with_suffix(TRACE_SUFFIX)]
-    if receipt.name == RECEIPT_FILE:
-        candidates.append(receipt.with_name(TRACE_FILE))
-    found = next((c for c in candidates if c.is_file()), None)
-    return None if found is None else str(found.resolve())
-
-
-def ledger_source(db: Path, *, chunk: int = 1024) -> Iterator[Submitted]:
-    """The receipts claimed in a ledger's log (``receipts.ledger``), in log order, named by
-    their entry index."""
-    store = SqliteStore.open_file(db)
-    try:
-        size = store.size()
-        for lo in range(0, size, chunk):
-            for offset, entry in enumerate(store.entries(lo, min(lo + chunk, size))):
-                try:
-                    event = decode_event(entry)
-                except ReceiptsError as e:  # reported, and the rest of the log is audited
-                    yield Submitted(f"ledger entry {lo + offset}", problem=str(e))
-                    continue
-                if isinstance(event, Claim):
-                    yield Submitted(f"ledger entry {lo + offset}", event.receipt)
-    finally:
-        store.close()
-
-
-# --- (a4) sampling -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SamplingRule:
-    """How many receipts of each provider get the sample rungs: a ``fraction`` of each
-    provider's receipts (rounded up), or a total ``count`` split across providers in proportion
-    to their receipts (largest remainders); never fewer than ``min_per_provider`` (nor more than
-    the provider has)."""
-
-    fraction: float | None = None
-    count: int | None = None
-    min_per_provider: int = 5
-
-    def __post_init__(self) -> None:
-        if (self.fraction is None) == (self.count is None):
-            raise AuditConfigError("sample by a fraction or by a count, not both")
-        if self.fraction is not None and not 0 <= self.fraction <= 1:
-            raise AuditConfigError("the sample fraction must be in [0, 1]")
-        if self.count is not None and not 0 <= self.count <= MAX_RECEIPTS:
-            raise AuditConfigError("the sample count must be a count")
-        if not 0 <= self.min_per_provider <= MAX_RECEIPTS:
-            raise AuditConfigError("min_per_provider must be a count")
-
-    def sizes(self, strata: Mapping[str, int]) -> dict[str, int]:
-        """How many to sample in each stratum (provider -> its receipt count)."""
-        if self.fraction is not None:
-            # As the decimal the user wrote: 0.07 of 100 is 7, not ceil(7.000000000000001).
-            share = Fraction(repr(self.fraction))
-            wanted = {p: math.ceil(share * n) for p, n in strata.items()}
-        else:
-            assert self.count is not None
-            total = sum(strata.values())
-            if total == 0:
-                return dict.fromkeys(strata, 0)
-            exact = {p: self.count * n / total for p, n in strata.items()}
-            wanted = {p: math.floor(x) for p, x in exact.items()}
-            left = max(0, min(self.count, total) - sum(wanted.values()))
-            for p in sorted(strata, key=lambda p: (-(exact[p] - wanted[p]), p))[:left]:
-                wanted[p] += 1
-        return {p: min(n, max(wanted[p], self.min_per_provider)) for p, n in strata.items()}
-
-    def describe(self) -> str:
-        base = (
-            "every receipt"
-            if self.fraction == 1
-            else f"{self.fraction:.4g} of each provider's receipts"
-            if self.fraction is not None
-            else f"{self.count} receipts in proportion to each provider's"
-        )
-        return f"{base}, at least {self.min_per_provider} per provider"
-
-
-def sample_key(seed: bytes, rid: bytes) -> bytes:
-    """Where a receipt ranks in its provider's sampling order (lowest first)."""
-    return hashlib.sha256(SAMPLE_DOMAIN + len(seed).to_bytes(4, "big") + seed + rid).digest()
-
-
-def choose_sample(
-    receipts: Mapping[str, Sequence[bytes]], rule: SamplingRule, seed: bytes
-) -> set[bytes]:
-    """The receipt ids (per provider: key id hex -> receipt ids) the rule picks under ``seed``."""
-    sizes = rule.sizes({p: len(ids) for p, ids in receipts.items()})
-    chosen: set[bytes] = set()
-    for provider, ids in receipts.items():
-        ranked = sorted(ids, key=lambda rid: sample_key(seed, rid))
-        chosen.update(ranked[: sizes[provider]])
-    return chosen
 
 
 # --- (a5)-(a6) one receipt ---------------------------------------------------------------------
