@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -149,11 +149,73 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+# A column's type in a read's shape: lower case never NULL, upper case may be (SQLite gives
+# INTEGER as int, BLOB as bytes, TEXT as str and NULL as None).
+_COLUMN: dict[str, type | tuple[type, ...]] = {
+    "i": int, "b": bytes, "t": str,
+    "I": (int, type(None)), "B": (bytes, type(None)), "T": (str, type(None)),
+}  # fmt: skip
+
+
+class _Rows:
+    """A statement's rows, all fetched while its failures are still being translated."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+
+class _Connection:
+    """The SQLite connection with every statement under ``_sql``: a damaged file (a page that
+    does not parse, a schema that lost a column, text that is not UTF-8) is a typed error from
+    whichever read meets it, not a ``sqlite3`` exception. ``IntegrityError`` passes through:
+    callers turn a broken constraint into the domain's error (a replay, an overdraft)."""
+
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
+        self._db, self._path = db, path
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, args: Sequence[object] = (), *, shape: str = "") -> _Rows:
+        """Run one statement and fetch its rows; a read names the ``shape`` of its columns
+        (``_COLUMN``), and a row of another shape is a damaged file: SQLite keeps whatever
+        type a cell's bytes say, and a flipped bit can turn an amount into text or NULL."""
+        with _sql(self._path):
+            cursor = self._db.execute(sql, args)
+            rows = cursor.fetchall()
+        for row in rows if shape else ():
+            if len(row) != len(shape) or not all(
+                isinstance(value, _COLUMN[code]) for value, code in zip(row, shape, strict=False)
+            ):
+                found = ", ".join(type(v).__name__ for v in row)
+                raise MalformedError(f"ledger {self._path}: a damaged row ({found})")
+        return _Rows(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with _sql(self._path):
+            self._db.executemany(sql, rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class SqliteStore:
     """``Store`` on one SQLite file (WAL, one ``BEGIN IMMEDIATE`` transaction per change)."""
 
     def __init__(self, db: sqlite3.Connection, path: str) -> None:
-        self._db = db
+        self._db = _Connection(db, path)
         self.path = path
         self._depth = 0
 
@@ -236,7 +298,7 @@ class SqliteStore:
     # -- ledger state -----------------------------------------------------------------------
 
     def meta(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,), shape="b").fetchone()
         return None if row is None else bytes(row[0])
 
     def open(self, event: Open) -> None:
@@ -246,7 +308,7 @@ class SqliteStore:
         self._db.executemany("INSERT INTO assets VALUES (?, 0)", [(a,) for a in event.assets])
 
     def assets(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT asset, supply FROM assets").fetchall())
+        return dict(self._db.execute("SELECT asset, supply FROM assets", shape="ti").fetchall())
 
     def add_supply(self, asset: str, amount: int) -> None:
         """Add ``amount`` (>= 0) to an asset's supply. SQLite turns an integer sum past 2^63-1
@@ -308,12 +370,14 @@ class SqliteStore:
         row = self._db.execute(
             "SELECT amount FROM balances WHERE account = ? AND asset = ? AND kind = ?",
             (account, asset, kind),
+            shape="i",
         ).fetchone()
         return 0 if row is None else int(row[0])
 
     def balances(self) -> list[Balance]:
         rows = self._db.execute(
-            "SELECT account, asset, kind, amount FROM balances ORDER BY asset, account, kind"
+            "SELECT account, asset, kind, amount FROM balances ORDER BY asset, account, kind",
+            shape="btti",
         )
         return [Balance(account=a, asset=s, kind=k, amount=n) for a, s, k, n in rows]
 
@@ -387,7 +451,9 @@ class SqliteStore:
         return rows[0] if rows else None
 
     def signed_request(self, request: Digest) -> bytes:
-        row = self._db.execute("SELECT signed FROM requests WHERE id = ?", (request.value,))
+        row = self._db.execute(
+            "SELECT signed FROM requests WHERE id = ?", (request.value,), shape="b"
+        )
         found = row.fetchone()
         if found is None:
             raise StateError(f"request {request} is not in the ledger")
@@ -399,7 +465,7 @@ class SqliteStore:
 
     def nonce_used(self, payer: bytes, nonce: bytes) -> bool:
         row = self._db.execute(
-            "SELECT 1 FROM requests WHERE payer = ? AND nonce = ?", (payer, nonce)
+            "SELECT 1 FROM requests WHERE payer = ? AND nonce = ?", (payer, nonce), shape="i"
         ).fetchone()
         return row is not None
 
@@ -428,6 +494,7 @@ class SqliteStore:
             f"receipt, claimed_by, amount, window_ends, verdict, evidence, slashed "
             f"FROM requests {where}",
             tuple(args),
+            shape="bbbtiiiBtBBIITBi",
         ).fetchall()
         return [_row(r) for r in rows]
 
@@ -447,18 +514,20 @@ class SqliteStore:
         return index
 
     def size(self) -> int:
-        row = self._db.execute("SELECT max(idx) FROM entries").fetchone()
+        row = self._db.execute("SELECT max(idx) FROM entries", shape="I").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def entries(self, lo: int, hi: int) -> list[bytes]:
         rows = self._db.execute(
-            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi)
+            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (lo, hi),
+            shape="b",
         )
         return [bytes(r[0]) for r in rows]
 
     def node(self, level: int, index: int) -> bytes:
         row = self._db.execute(
-            "SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)
+            "SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index), shape="b"
         ).fetchone()
         if row is None:
             raise StateError(f"log node ({level}, {index}) is missing: the log is damaged")
@@ -467,7 +536,9 @@ class SqliteStore:
     def add_checkpoint(self, size: int, note: bytes) -> None:
         """Keep a signed checkpoint; a size keeps its first note (signing is deterministic, so
         a second, different note for one size is another key or another root: refused)."""
-        row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        row = self._db.execute(
+            "SELECT note FROM checkpoints WHERE size = ?", (size,), shape="b"
+        ).fetchone()
         if row is not None:
             if bytes(row[0]) != note:
                 raise StateError(f"the log already signed a different checkpoint of size {size}")
@@ -475,7 +546,7 @@ class SqliteStore:
         self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
-        rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY size")
+        rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY size", shape="ib")
         return [(int(s), bytes(n)) for s, n in rows]
 
     def add_batch(self, first: int, end: int, digest: bytes) -> None:
@@ -485,11 +556,15 @@ class SqliteStore:
             raise StateError(f"a batch starting at entry {first} was already made") from e
 
     def batches(self) -> list[tuple[int, int, bytes]]:
-        rows = self._db.execute("SELECT first, end, digest FROM batches ORDER BY first")
+        rows = self._db.execute(
+            "SELECT first, end, digest FROM batches ORDER BY first", shape="iib"
+        )
         return [(int(a), int(b), bytes(d)) for a, b, d in rows]
 
     def references(self) -> list[bytes]:
-        return [bytes(r[0]) for r in self._db.execute("SELECT ref FROM refs ORDER BY ref")]
+        return [
+            bytes(r[0]) for r in self._db.execute("SELECT ref FROM refs ORDER BY ref", shape="b")
+        ]
 
     def set_meta(self, key: str, value: bytes) -> None:
         self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
@@ -526,6 +601,7 @@ def _connect(path: str, synchronous: str, *, ledger_only: bool = False) -> sqlit
         raise MalformedError(f"unknown synchronous setting {synchronous!r}")
     with _sql(path):
         db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        db.text_factory = _utf8
         try:
             if ledger_only:
                 _check_schema(db, path)
@@ -534,6 +610,9 @@ def _connect(path: str, synchronous: str, *, ledger_only: bool = False) -> sqlit
         except sqlite3.DatabaseError as e:
             db.close()
             raise MalformedError(f"{path} is not a ledger database ({e})") from e
+        except UnicodeDecodeError as e:  # SQLite's message quoted the damaged bytes
+            db.close()
+            raise MalformedError(f"{path} is not a ledger database (a damaged schema)") from e
         except BaseException:
             db.close()
             raise
@@ -544,6 +623,14 @@ def _check_schema(db: sqlite3.Connection, path: str) -> None:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if row is None or row[0] != SCHEMA_VERSION.to_bytes(4, "big"):
         raise UnsupportedVersionError(f"{path}: unknown ledger schema version")
+
+
+def _utf8(data: bytes) -> str:
+    """TEXT cells as str; bytes that are not UTF-8 (a damaged file) are SQLite's DataError."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise sqlite3.DataError(f"a text value is not UTF-8 ({e.reason})") from e
 
 
 @contextlib.contextmanager
@@ -557,3 +644,7 @@ def _sql(path: str) -> Iterator[None]:
         if isinstance(e, sqlite3.IntegrityError):
             raise
         raise MalformedError(f"ledger {path}: {e}") from e
+    except UnicodeDecodeError as e:  # SQLite's own message quoted bytes of a damaged file
+        raise MalformedError(
+            f"ledger {path}: the file is damaged (bytes that are not UTF-8)"
+        ) from e

@@ -856,6 +856,75 @@ def test_opening_a_file_that_is_not_a_ledger_is_refused_and_leaves_it_alone(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
 
 
+@pytest.fixture(scope="module")
+def ledger_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A closed ledger file with money held, a claim, log entries and a checkpoint."""
+    path = tmp_path_factory.mktemp("whole") / "ledger.db"
+    w = World(path)
+    w.fund()
+    w.claimed()
+    w.ledger.log.checkpoint(LOG_KEY)
+    w.ledger.close()
+    return path.read_bytes()
+
+
+def _read_everything(path: Path) -> None:
+    """What a verifier or a settlement service reads back from a ledger file."""
+    ledger = Ledger.open(path, clock=HandClock())
+    try:
+        audit(ledger.store)
+        ledger.history()
+        state_of(ledger.store)
+    finally:
+        ledger.close()
+
+
+def _xor(data: bytes, at: int, mask: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
+
+
+DAMAGED_LEDGERS: dict[str, Callable[[bytes], bytes]] = {
+    # SQLite's error quotes the schema's name, and Python failed to decode its own message
+    "a_table_name_not_utf8": lambda d: _xor(d, d.index(b"refsrefs"), 0x80),
+    "a_column_renamed": lambda d: d.replace(b"refs (ref BLOB", b"refs (rxf BLOB"),
+    "the_schema_page_zeroed": lambda d: d[:100] + bytes(4096 - 100) + d[4096:],
+    "a_data_page_zeroed": lambda d: d[: 4096 * 3] + bytes(4096) + d[4096 * 4 :],
+    "half_the_file": lambda d: d[: len(d) // 2],
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_LEDGERS.values(), ids=DAMAGED_LEDGERS)
+def test_a_damaged_ledger_file_is_a_typed_error(
+    ledger_bytes: bytes, tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    """Found by sweeping byte flips over a ledger file: sqlite3's DatabaseError and
+    OperationalError, and a UnicodeDecodeError, came out of the store's reads untyped."""
+    path = tmp_path / "ledger.db"
+    path.write_bytes(damage(ledger_bytes))
+    with pytest.raises(InputError) as raised:
+        _read_everything(path)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.slow
+def test_every_damaged_byte_of_a_ledger_file_reads_or_is_a_typed_error(
+    ledger_bytes: bytes, tmp_path: Path
+) -> None:
+    """Every 7th byte of the file inverted, one at a time (a sweep, not a sample): each read
+    back gives the ledger, a typed storage error, or the audit's typed finding (StateError)."""
+    refused = 0
+    for at in range(0, len(ledger_bytes), 7):
+        for leftover in tmp_path.iterdir():
+            leftover.unlink()
+        path = tmp_path / "ledger.db"
+        path.write_bytes(_xor(ledger_bytes, at, 0xFF))
+        try:
+            _read_everything(path)
+        except ReceiptsError:
+            refused += 1
+    assert refused > 0
+
+
 def test_create_refuses_an_existing_file(world: World, tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     data = path.read_bytes()
