@@ -27,6 +27,7 @@ only: keys as (scheme, raw) pairs, roots and circuit files as bytes) and made fr
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,8 +90,8 @@ class AuditPolicy:
             raise AuditConfigError("min_per_provider must be a count")
         if not 0.5 <= self.confidence < 1:
             raise AuditConfigError("confidence must be in [0.5, 1)")
-        if not (self.rtol >= 0 and self.atol >= 0):
-            raise AuditConfigError("rtol and atol must not be negative")
+        if not all(math.isfinite(t) and t >= 0 for t in (self.rtol, self.atol)):
+            raise AuditConfigError("rtol and atol must be finite and not negative")
         if self.max_age_ms is not None and self.max_age_ms < 0:
             raise AuditConfigError("max_age_ms must not be negative")
 
@@ -197,6 +198,8 @@ def load_policy(path: Path) -> AuditPolicy:
         table = tomllib.loads(read_limited(path, 1 << 20, "audit policy").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise AuditConfigError(f"{path}: not a TOML policy ({e})") from e
+    except RecursionError as e:  # tomllib recurses once per nested array
+        raise AuditConfigError(f"{path}: not a TOML policy (nested too deeply)") from e
     unknown = sorted(set(table) - _POLICY_KEYS)
     if unknown:
         raise AuditConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
@@ -251,8 +254,10 @@ def _tee_table(path: Path, tee: Mapping[str, Any]) -> dict[str, Any]:
             raise AuditConfigError(f"{path}: tee root {entry}: {e}") from e
         roots.append(pem)
     pcrs = []
-    for index, value in (_table(path, tee, "pcrs", set(tee.get("pcrs", {}))) if "pcrs" in tee
-                         else {}).items():  # fmt: skip
+    table = tee.get("pcrs", {})
+    if not isinstance(table, dict):
+        raise AuditConfigError(f"{path}: [tee.pcrs] must be a table of index = hex value")
+    for index, value in table.items():
         try:
             pcrs.append((int(index), bytes.fromhex(_typed(path, "tee.pcrs", value, str))))
         except ValueError as e:

@@ -59,6 +59,8 @@ def open_regular(path: Path, what: str = "file") -> Iterator[BinaryIO]:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    except ValueError as e:  # a NUL byte in the path: no file can have that name
+        raise InputError(f"cannot read {what} {str(path)!r}: a path with a NUL byte") from e
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError as e:

@@ -135,7 +135,14 @@ def _infer_shapes(proto: onnx.ModelProto, inputs: Shapes) -> dict[str, tuple[int
             for size in inputs[value.name]:
                 dims.add().dim_value = size
     # On failure keep the declared shapes: the method counts unresolved dimensions as 1.
-    failures = (shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError)
+    # onnx raises ValueError for a declared element type it does not know ("Invalid tensor
+    # data type"); onnxruntime refuses such a model before it runs, so no price depends on it.
+    failures = (
+        shape_inference.InferenceError,
+        onnx.checker.ValidationError,
+        RuntimeError,
+        ValueError,
+    )
     with contextlib.suppress(*failures):
         model = shape_inference.infer_shapes(
             model, check_type=False, strict_mode=False, data_prop=True

@@ -243,6 +243,7 @@ class _Walker:
         if len(unknown_fields.UnknownFieldSet(msg)):
             where = path or "model"
             raise ModelError(f"{where}: protobuf fields unknown to onnx {onnx.__version__}")
+        _check_text(msg, path)
         is_tensor = msg.DESCRIPTOR.full_name == "onnx.TensorProto"
         if is_tensor:
             self._weight(msg, path)
@@ -322,6 +323,8 @@ class _Walker:
     ) -> None:
         if etype.name == "string":
             raise ModelError(f"{where}: string weights cannot be stored as external data")
+        for i, entry in enumerate(tensor.external_data):
+            _check_text(entry, f"{where}/external_data/{i}")
         info = {entry.key: entry.value for entry in tensor.external_data}
         file = self._confined(info.get("location", ""), where)
         expected = byte_length(etype, count)
@@ -364,6 +367,18 @@ class _Walker:
 
 
 _FLOAT_WIDTH = {FieldDescriptor.TYPE_FLOAT: 4, FieldDescriptor.TYPE_DOUBLE: 8}
+
+
+def _check_text(msg: Any, path: str) -> None:
+    """Refuse a string field that is not UTF-8. ONNX's protobuf is proto2, which hands such a
+    field back as bytes, not str: a name, an op type or an external data path would then be
+    bytes where every reader expects text (and onnx's own shape inference fails to decode)."""
+    for field, value in msg.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for text in value if field.is_repeated else (value,):
+                if not isinstance(text, str):
+                    where = f"{path}/{field.name}" if path else field.name
+                    raise ModelError(f"{where}: text that is not UTF-8")
 
 
 def _float_bits(msg: Any) -> dict[int, list[bytes]]:

@@ -31,9 +31,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
+from receipts import strictjson
 from receipts.digests import Digest, TensorMapDigest, Value
 from receipts.errors import (
     InputError,
+    MalformedError,
     ObjectCorruptError,
     ObjectMissingError,
     ObjectStoreError,
@@ -118,15 +120,18 @@ class ObjectStore:
         if not marker.exists():
             raise ObjectStoreError(f"{root}: not an object store (no {MARKER})")
         try:
-            fields = json.loads(read_limited(marker, 4096, "store marker"))
+            data = read_limited(marker, 4096, "store marker")
         except InputError as e:
             raise ObjectStoreError(f"{marker}: unreadable store marker ({e})") from e
-        except ValueError as e:  # not UTF-8 or not JSON
+        try:
+            fields = strictjson.load(data, str(marker), limit=4096)
+        except MalformedError as e:  # not UTF-8, not JSON, nested too deeply, duplicate keys
             raise ObjectStoreError(f"{marker}: not an object store marker") from e
         if not isinstance(fields, dict) or fields.get("format") != FORMAT:
             raise ObjectStoreError(f"{marker}: not an object store marker")
-        if fields.get("version") != VERSION:
-            version = str(fields.get("version"))[:20]
+        version = fields.get("version")
+        if type(version) is not int or version != VERSION:  # not 1.0, not true
+            version = str(version)[:20]
             raise ObjectStoreError(
                 f"{marker}: store format version {version} is not supported (only {VERSION})"
             )

@@ -16,6 +16,7 @@ from receipts.files import (
     StorageError,
     check_new_target,
     read_head,
+    read_limited,
     staged,
     write_atomic,
     write_new_file,
@@ -224,3 +225,8 @@ def test_read_head_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
 def test_read_head_refuses_a_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a regular file"):
         read_head(tmp_path, 16)
+
+
+def test_a_path_with_a_nul_byte_is_bad_input_not_a_value_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="a path with a NUL byte"):
+        read_limited(tmp_path / "a\x00b", 10)

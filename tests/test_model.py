@@ -31,6 +31,8 @@ from fixtures.models import BUILDERS, mlp, sample_inputs
 from receipts import merkle
 from receipts.digests import Digest, tensor_digest
 from receipts.errors import InputError, LimitError, ModelError, TensorError, VerificationError
+from receipts.graph import GraphView
+from receipts.meter import MeterPlan
 from receipts.model import (
     LoadedModel,
     load_model,
@@ -39,6 +41,7 @@ from receipts.model import (
 )
 from receipts.runtime import OrtRunner, RuntimeSettings
 from receipts.signature import ValueSpec
+from receipts.tensorfiles import load_tensors
 from receipts.tensors import ELEM_TYPES
 from tests.conftest import FIXTURES
 
@@ -1086,3 +1089,35 @@ def test_external_data_counts_toward_the_size_limit(tmp_path: Path) -> None:
     load_model(folder / "model.onnx", max_bytes=small + weights)
     with pytest.raises(LimitError, match="external data exceed"):
         load_model(folder / "model.onnx", max_bytes=small + weights - 1)
+
+
+def _flips(data: bytes) -> Iterator[bytes]:
+    for offset in range(len(data)):
+        for bit in range(8):
+            yield data[:offset] + bytes([data[offset] ^ (1 << bit)]) + data[offset + 1 :]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sequence", "constants", "control_flow", "integer"])
+def test_every_flipped_bit_of_a_model_loads_whole_or_is_a_typed_error(name: str) -> None:
+    """Each one-bit flip of the file: the model loads and every reader of it works (its graph,
+    the input check, the meter), or a typed error says why. A sweep over every bit found
+    names that were not UTF-8 (protobuf hands them back as bytes) reaching those readers."""
+    inputs = load_tensors(FIXTURES / "inputs" / f"{name}.npz")
+    refused = 0
+    for data in _flips((FIXTURES / "models" / f"{name}.onnx").read_bytes()):
+        try:
+            model = load_model_bytes(data)
+            GraphView(model)
+            model.check_inputs(inputs)
+            MeterPlan(model).units({k: np.shape(v) for k, v in inputs.items()})
+        except InputError:
+            refused += 1
+    assert refused > 0
+
+
+def test_a_name_that_is_not_utf8_is_refused_naming_the_field() -> None:
+    data = (FIXTURES / "models" / "sequence.onnx").read_bytes()
+    assert data.count(b"sequence") == 1  # the graph's name
+    with pytest.raises(ModelError, match=r"^graph/name: text that is not UTF-8$"):
+        load_model_bytes(data.replace(b"sequence", b"sequenc\xe9"))

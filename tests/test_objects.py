@@ -420,6 +420,13 @@ NOT_A_STORE = {
         '{"format": "inference-receipts/objects", "version": 1, "fanout": 3}'
     ),
     "marker a folder": lambda root: (root.mkdir(), (root / MARKER).mkdir()),
+    # found by a hostile-input sweep: json recursed, and 1.0 and true equal 1 in Python
+    "marker nested deep": _marker("[" * 3000),
+    "marker version 1.0": _marker('{"format": "inference-receipts/objects", "version": 1.0}'),
+    "marker version true": _marker('{"format": "inference-receipts/objects", "version": true}'),
+    "marker with a repeated key": _marker(
+        '{"format": "inference-receipts/objects", "version": 1, "version": 1}'
+    ),
 }
 
 
