@@ -314,15 +314,10 @@ class SqliteStore:
         """Add ``amount`` (>= 0) to an asset's supply. SQLite turns an integer sum past 2^63-1
         into a float instead of failing, so the bound is checked in the statement; the supply
         bounds every balance and hold of the asset (they sum to it), so they cannot overflow."""
-        try:
-            cur = self._db.execute(
-                "UPDATE assets SET supply = supply + ? WHERE asset = ? AND supply <= ? - ?",
-                (amount, asset, _MAX_INTEGER, amount),
-            )
-        except sqlite3.OperationalError as e:
-            if "overflow" not in str(e):
-                raise
-            raise LimitError(f"the supply of {asset} would overflow 2^63-1") from e
+        cur = self._db.execute(
+            "UPDATE assets SET supply = supply + ? WHERE asset = ? AND supply <= ? - ?",
+            (amount, asset, _MAX_INTEGER, amount),
+        )
         if cur.rowcount != 1:
             if asset in self.assets():
                 raise LimitError(f"the supply of {asset} would overflow 2^63-1")
@@ -353,10 +348,6 @@ class SqliteStore:
                 self._overdraft(account, asset, kind, delta)
         except sqlite3.IntegrityError as e:
             self._overdraft(account, asset, kind, delta, e)
-        except sqlite3.OperationalError as e:
-            if "overflow" not in str(e):
-                raise
-            raise LimitError(f"a {kind} balance of {asset} would overflow 2^63-1") from e
 
     def _overdraft(
         self, account: bytes, asset: str, kind: str, delta: int, cause: Exception | None = None
@@ -639,6 +630,8 @@ def _sql(path: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as e:
+        if "integer overflow" in str(e):  # SQLite's own arithmetic past 2^63-1
+            raise LimitError(f"ledger {path}: {e}") from e
         raise StorageError(f"ledger {path}: {e}") from e
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.IntegrityError):

@@ -1798,3 +1798,9 @@ def test_only_the_payers_signed_notice_opens_a_dispute(world: World) -> None:
     assert world.open_dispute(receipt).outcome == "open"  # the payer's own still opens
     resolved = world.ledger.dispute(receipt, world.ruling(receipt, PROVIDER_FAULT))
     assert resolved.outcome == "refunded"
+
+
+def test_sqlites_own_integer_overflow_is_a_limit_error() -> None:
+    store = SqliteStore.create(":memory:")
+    with pytest.raises(LimitError, match="integer overflow"):
+        store._db.execute(f"SELECT sum(v) FROM (SELECT {2**63 - 1} AS v UNION ALL SELECT 1)")
