@@ -4,7 +4,7 @@
   and digests on every receipt, re-execution on a seeded 10% sample, at least 5 per provider)
   with ``LocalExecutor(2)`` against ``LocalExecutor(1)`` (same pool, same pickling, same
   start-up) and against ``InlineExecutor``. Every call starts its own pool, as ``receipts
-  audit`` does; the forkserver is started by the warm-up, once per process.
+  audit`` does (its workers spawned, each importing the package: part of the cost).
 * harness overhead: ``run_audit`` with ``InlineExecutor`` against a bare loop over the same
   receipts that reads each receipt's inputs and outputs from the store by digest (the digests
   and the sample taken from the audit, outside timing; the model loaded once, as the audit's

@@ -330,11 +330,10 @@ def from_json(document: dict[str, Any]) -> AuditOutcome:
 
 
 def run_apart(*, quick: bool) -> AuditOutcome:
-    """Family 8 in a process of its own, as ``bench/run.py`` runs it. A forkserver worker
-    imports its parent's ``__main__`` again before it starts (Python 3.11 skips it only for a
-    ``__main__`` preloaded in the forkserver, and its forkserver does not pass the path to do
-    so); ``bench/run.py`` imports every family (~0.5 s a worker, and every audit starts a pool),
-    which is no part of what an audit costs. Alone, ``bench/audit_run.py`` imports ~0.03 s."""
+    """Family 8 in a process of its own, as ``bench/run.py`` runs it. A spawned pool worker
+    imports its parent's ``__main__`` again before it starts; ``bench/run.py`` imports every
+    family (~0.5 s a worker, and every audit starts a pool), which is no part of what an audit
+    costs. Alone, ``bench/audit_run.py`` imports ~0.03 s."""
     with tempfile.TemporaryDirectory(prefix="receipts-bench-audit-") as tmp:
         out = Path(tmp) / "audit.json"
         command = [sys.executable, str(Path(__file__).resolve()), "--json", str(out)]

@@ -85,7 +85,8 @@ class AuditConfigError(MalformedError):
 
 
 class SchedulerError(InputError):
-    """A cluster scheduler that cannot be reached, or that lost the audit's work."""
+    """A cluster scheduler that cannot be reached, or that lost the audit's work; local
+    worker processes that could not start."""
 
 
 class TraceError(MalformedError):

@@ -57,8 +57,11 @@ class InlineExecutor:
 
 
 class LocalExecutor:
-    """A pool of ``workers`` processes on this machine (forkserver: each worker starts clean,
-    with no onnxruntime thread pools copied from the parent)."""
+    """A pool of ``workers`` processes on this machine, started by spawn: each worker is a new
+    interpreter (no onnxruntime thread pool copied from the parent) with the parent's module
+    path. Not forkserver: Python 3.11's forkserver imports its preloads with the working
+    folder first on the path, so a folder named ``receipts`` there (a folder of receipts!)
+    shadowed this package and every worker failed to start (ADR 0010)."""
 
     def __init__(self, workers: int, *, batch: int = BATCH, attempts: int = 3) -> None:
         if not 1 <= workers <= 1024:
@@ -76,13 +79,14 @@ class LocalExecutor:
     ) -> dict[int, ItemResult]:
         results: dict[int, ItemResult] = {}
         pending = list(tasks)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["receipts.audit"])
-        for _ in range(self.attempts):
+        context = multiprocessing.get_context("spawn")
+        for attempt in range(self.attempts):
             if not pending:
                 break
             try:
                 with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+                    if attempt == 0:
+                        self._started(pool)
                     futures = {
                         pool.submit(check_batch, config, batch): len(batch)
                         for batch in batches(pending, self.batch)
@@ -99,6 +103,22 @@ class LocalExecutor:
                 task, f"a worker process died while checking it ({self.attempts} attempts)"
             )
         return results
+
+    def _started(self, pool: ProcessPoolExecutor) -> None:
+        """Raise ``SchedulerError`` if the pool's workers cannot even start (they could not
+        import this package): otherwise every receipt would come back "unchecked", the audit
+        would exit 0, and a failed receipt would go unseen."""
+        try:
+            pool.submit(_ready).result()
+        except BrokenProcessPool as e:
+            raise SchedulerError(
+                f"the {self.describe()} could not start (the workers' own error is above)"
+            ) from e
+
+
+def _ready() -> bool:
+    """A pool worker's first task: that it started and imported this module."""
+    return True
 
 
 class DaskExecutor:

@@ -1,9 +1,11 @@
 """A real Dask cluster on loopback for the audit tests: a scheduler and workers, each its own
 process (``python -m distributed.cli.dask_scheduler`` / ``dask_worker``), started and stopped
-by the test. Workers run without a nanny, so a worker the test kills stays dead."""
+by the test. Workers run without a nanny, so a worker the test kills stays dead. Also: finding
+the local pool's worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 START_TIMEOUT_S = 60.0
 
@@ -107,3 +111,14 @@ def _wait_for_workers(address: str, count: int) -> None:
 
     with Client(address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
         client.wait_for_workers(count, timeout=START_TIMEOUT_S)
+
+
+def spawned_workers(parent: psutil.Process) -> list[psutil.Process]:
+    """The local pool's workers under ``parent`` (``LocalExecutor`` starts them by spawn: their
+    command line runs ``multiprocessing.spawn.spawn_main``; the resource tracker's does not)."""
+    found = []
+    for child in parent.children():
+        with contextlib.suppress(psutil.Error):
+            if any("spawn_main" in part for part in child.cmdline()):
+                found.append(child)
+    return found

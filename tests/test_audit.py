@@ -9,6 +9,8 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from receipts.audit import (
 from receipts.errors import AuditConfigError, InputError, KeyFileError, SchedulerError
 from receipts.executors import DaskExecutor, InlineExecutor, LocalExecutor
 from receipts.scorecard import ItemResult, Outcome
-from tests.clusterkit import dask_cluster
+from tests.clusterkit import dask_cluster, spawned_workers
 
 PER_PROVIDER = 500
 RULE = SamplingRule(fraction=0.1, min_per_provider=5)
@@ -127,8 +129,7 @@ def test_a_local_worker_killed_mid_audit_loses_and_double_counts_nothing(
 
     def kill_one_worker(done: int, total: int) -> None:
         if done >= total // 4 and not killed.is_set():
-            # Pool workers are the forkserver's children (the forkserver is ours).
-            workers = [c for p in psutil.Process().children() for c in p.children()]
+            workers = spawned_workers(psutil.Process())
             if workers:
                 workers[0].kill()
                 killed.set()
@@ -136,6 +137,38 @@ def test_a_local_worker_killed_mid_audit_loses_and_double_counts_nothing(
     run = _audit(population, LocalExecutor(2, batch=8), progress=kill_one_worker)
     assert killed.is_set()
     assert run.items == inline.items
+
+
+NO_START = """
+import sys
+if __name__ == "__mp_main__":  # how spawn imports this script in a worker: it cannot start
+    raise SystemExit("this worker cannot start")
+from receipts.audit import AuditPolicy, Task, WorkerConfig
+from receipts.errors import SchedulerError
+from receipts.executors import LocalExecutor
+if __name__ == "__main__":
+    config = WorkerConfig(sys.argv[1], AuditPolicy(), 0)
+    try:
+        LocalExecutor(2).run(config, [Task(0, "a.rcpt", b"", False)], lambda n: None)
+    except SchedulerError as e:
+        print(f"refused: {e}")
+"""
+
+
+@pytest.mark.slow
+def test_a_pool_whose_workers_cannot_start_is_an_error_not_a_quiet_unchecked(
+    tmp_path: Path,
+) -> None:
+    """Not every receipt "unchecked" and exit 0 (the cheater unseen): the audit stops."""
+    script = tmp_path / "no_start.py"
+    script.write_text(NO_START)
+    done = subprocess.run(
+        [sys.executable, script, tmp_path], capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    assert done.stdout == (
+        "refused: the 2 local worker processes could not start (the workers' own error is above)\n"
+    ), done.stderr
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ from receipts.meter import Price
 from receipts.model import load_model_bytes
 from receipts.objects import ObjectStore
 from receipts.provider import Provider
-from tests.clusterkit import dask_cluster
+from tests.clusterkit import dask_cluster, spawned_workers
 from tests.conftest import FIXTURES, ROOT
 from tests.settlekit import ORIGIN, PAYER
 
@@ -222,6 +222,29 @@ def test_one_and_two_workers_give_byte_identical_json(
         outs.append(tmp_path / f"{workers}.json")
         audit(population.folder, "--store", population.store, "--seed", SEED,
               "--workers", workers, "--json", outs[-1])  # fmt: skip
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+@pytest.mark.slow
+def test_a_pool_started_where_the_receipts_folder_is_called_receipts_checks_every_receipt(
+    population: Population, tmp_path: Path
+) -> None:
+    """``receipts audit receipts --workers 2`` from the folder that holds ``receipts/``, as
+    the issue writes it: Python 3.11's forkserver imported ``receipts`` from that folder, so
+    every worker failed to start, every receipt came back unchecked, and the audit exited 0
+    with the cheater unseen (found on a clean clone). The console script, in a subprocess."""
+    shutil.copytree(population.folder, tmp_path / "receipts")
+    outs = []
+    for workers in (1, 2):
+        outs.append(tmp_path / f"{workers}.json")
+        done = subprocess.run(
+            [Path(sys.executable).with_name("receipts"), "audit", "receipts",
+             "--store", population.store, "--sample", "1", "--seed", SEED, "--at", str(AT_MS),
+             "--workers", str(workers), "--json", outs[-1]],
+            cwd=tmp_path, capture_output=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr.decode()  # the cheater's receipts fail
+        assert b"Traceback" not in done.stderr
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
@@ -624,8 +647,7 @@ def test_ctrl_c_mid_audit_exits_130_and_leaves_no_report_or_worker(
     deadline = time.monotonic() + 60
     workers: list[psutil.Process] = []
     while not workers and time.monotonic() < deadline and process.poll() is None:
-        # Pool workers are the forkserver's children: there only while the checks run.
-        workers = [c for child in me.children() for c in child.children()]
+        workers = spawned_workers(me)  # there only while the checks run
         time.sleep(0.01)
     assert workers, "the audit ended before its pool started"
     family = me.children(recursive=True)
